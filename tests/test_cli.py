@@ -1,0 +1,36 @@
+"""The CLI entry itself: help, unknown commands, and error translation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_help_lists_commands(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    assert "calibration" in result.stdout.lower()
+
+
+def test_unknown_command_is_usage_error(cli):
+    result = cli("no-such-command")
+    assert result.exit_code == 2
+
+
+def test_python_dash_m_runs():
+    proc = subprocess.run(
+        [sys.executable, "-m", "trtcalib", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "trtcalib" in proc.stdout
+
+
+def test_import_does_not_pull_tensorrt_or_cuda():
+    code = (
+        "import sys, trtcalib, trtcalib.cli; trtcalib.cli._register_commands();"
+        "heavy = ('tensorrt', 'tensorrt_bindings', 'cuda', 'pycuda');"
+        "bad = [m for m in heavy if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
