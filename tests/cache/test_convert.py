@@ -1,0 +1,112 @@
+"""JSON/CSV views of a cache: round trips and fuzzing of the JSON readers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trtcalib.cache import CalibrationCache, Provenance, parse_cache
+from trtcalib.cache.convert import cache_from_json, cache_to_json
+from trtcalib.errors import CacheFormatError
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["inf", "-inf", "nan", "3f800000", "zz", "float32", "EntropyCalibration2"])
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "trt_version",
+                    "algorithm",
+                    "tensors",
+                    "hex",
+                    "scale",
+                    "amax",
+                    "format_version",
+                    "params",
+                    "inputs",
+                    "name",
+                    "shape",
+                    "dtype",
+                    "batch_size",
+                    "min",
+                    "max",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=6,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+def test_json_round_trip_keeps_bits_and_order():
+    cache = parse_cache(
+        b"TRT-101401-MinMaxCalibration\nz: 7f800000\n(Unnamed Layer* 1) [Constant]_output: 0\n"
+        b"a: 3c010a14\n"
+    )
+    back = cache_from_json(cache_to_json(cache))
+    assert back == cache
+    assert list(back.scales) == ["z", "(Unnamed Layer* 1) [Constant]_output", "a"]
+    assert back.scales["z"] == math.inf
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"algorithm": "bad name", "trt_version": 8601, "tensors": {}}',
+        '{"algorithm": "X", "trt_version": 12, "tensors": {}}',
+        '{"algorithm": "X", "trt_version": 8601, "tensors": {"a\\nb": {"scale": 1}}}',
+        '{"algorithm": "X", "trt_version": 8601, "tensors": {"a": {}}}',
+        '{"algorithm": "X", "trt_version": true, "tensors": {}}',
+    ],
+)
+def test_bad_json_names_the_source(text):
+    with pytest.raises(CacheFormatError) as info:
+        cache_from_json(text, source="s.json")
+    assert str(info.value).startswith("s.json: ")
+
+
+@settings(max_examples=200)
+@given(json_values)
+def test_any_json_raises_only_cache_format_error(value):
+    try:
+        cache = cache_from_json(json.dumps(value))
+    except CacheFormatError:
+        return
+    assert cache_from_json(cache_to_json(cache)) == cache
+
+
+@settings(max_examples=200)
+@given(json_values)
+def test_any_sidecar_json_raises_only_cache_format_error(value):
+    if isinstance(value, dict):
+        value.setdefault("format_version", 1)
+        value.setdefault("algorithm", "entropy")
+    try:
+        Provenance.from_json(json.dumps(value), source="c.cache.json")
+    except CacheFormatError as exc:
+        assert str(exc).startswith("c.cache.json: ")
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "b: c", "(Unnamed Layer* 2) [Shuffle]_output"]),
+        st.floats(width=32, allow_nan=False),
+        min_size=1,
+    )
+)
+def test_json_round_trip_property(scales):
+    cache = CalibrationCache.from_scales(scales, "EntropyCalibration2", 8601)
+    assert cache_from_json(cache_to_json(cache)) == cache

@@ -1,0 +1,98 @@
+"""A cache as JSON or CSV (for people and scripts) and back from JSON.
+
+JSON layout (also printed by `trtcalib cache show --json`):
+    {"trt_version": int | null, "algorithm": str,
+     "tensors": {name: {"scale": float, "amax": float, "hex": str}}}
+JSON has no inf/NaN: non-finite scale/amax values are the strings "inf", "-inf", "nan".
+Reading JSON back, "hex" (the exact float32 bits) wins over "scale"; tensor order is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from trtcalib.cache.format import CalibrationCache, hex_to_scale, same_float32
+from trtcalib.cache.provenance import float_from_json, json_float
+from trtcalib.errors import CacheFormatError
+
+
+def cache_to_json_dict(cache: CalibrationCache) -> dict[str, Any]:
+    amax = cache.amax
+    return {
+        "trt_version": cache.trt_version,
+        "algorithm": cache.algorithm,
+        "tensors": {
+            name: {
+                "scale": json_float(scale),
+                "amax": json_float(amax[name]),
+                "hex": cache.hex(name),
+            }
+            for name, scale in cache.scales.items()
+        },
+    }
+
+
+def cache_to_json(cache: CalibrationCache) -> str:
+    return json.dumps(cache_to_json_dict(cache), indent=2, allow_nan=False, ensure_ascii=False)
+
+
+def cache_to_csv(cache: CalibrationCache) -> str:
+    """`tensor,scale,amax,hex` rows (names quoted as CSV needs); non-finite as inf/nan."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["tensor", "scale", "amax", "hex"])
+    amax = cache.amax
+    for name, scale in cache.scales.items():
+        writer.writerow(
+            [name, str(json_float(scale)), str(json_float(amax[name])), cache.hex(name)]
+        )
+    return out.getvalue()
+
+
+def cache_from_json(text: str | bytes, source: str = "<json>") -> CalibrationCache:
+    """Inverse of cache_to_json. Problems raise CacheFormatError naming `source`."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CacheFormatError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tensors"), dict):
+        raise CacheFormatError(
+            f"{source}: expected an object with 'trt_version', 'algorithm' and 'tensors' "
+            "(as printed by `trtcalib cache show --json`)"
+        )
+    algorithm = data.get("algorithm")
+    if not isinstance(algorithm, str):
+        raise CacheFormatError(f"{source}: 'algorithm' must be a string")
+    version = data.get("trt_version")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise CacheFormatError(f"{source}: 'trt_version' must be an integer or null")
+    scales: dict[str, float] = {}
+    for name, entry in data["tensors"].items():
+        if not isinstance(entry, dict):
+            raise CacheFormatError(f"{source}: tensor {name!r}: expected an object")
+        try:
+            from_hex = hex_to_scale(entry["hex"]) if entry.get("hex") is not None else None
+            from_scale = float_from_json(entry.get("scale"))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise CacheFormatError(f"{source}: tensor {name!r}: {exc}") from None
+        if from_hex is None and from_scale is None:
+            raise CacheFormatError(f"{source}: tensor {name!r}: needs 'hex' or 'scale'")
+        if from_hex is not None and from_scale is not None and not _close(from_hex, from_scale):
+            raise CacheFormatError(
+                f"{source}: tensor {name!r}: 'hex' {entry['hex']} and 'scale' {from_scale} disagree"
+            )
+        scales[name] = from_hex if from_hex is not None else from_scale
+    try:
+        return CalibrationCache(algorithm=algorithm, trt_version=version, scales=scales)
+    except CacheFormatError as exc:
+        raise CacheFormatError(f"{source}: {exc}") from None
+
+
+def _close(a: float, b: float) -> bool:
+    # a scale printed with fewer digits still names the same float32 within float32 rounding
+    if same_float32(a, b):
+        return True
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))

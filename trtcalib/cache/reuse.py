@@ -1,0 +1,193 @@
+"""May an existing cache be reused for (model, data, settings)? Lists every reason it may not.
+
+Drives `--reuse-cache auto|always|never`. A cache without a sidecar (written by TensorRT) can only
+be checked for its header (algorithm, TensorRT major version) and tensor names; what could not be
+checked is listed in `unchecked`, and such a cache counts as reusable when those checks pass
+(TensorRT's own caches must stay usable).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtcalib.cache.format import CalibrationCache, decode_trt_version, format_trt_version
+from trtcalib.cache.io import StaleProvenanceError, read_cache, read_provenance
+from trtcalib.cache.provenance import Provenance, jsonable
+
+# Fallback when trtcalib.stats is unavailable: trtcalib calibrator -> cache header name.
+_TRT_ALGORITHM = {
+    "entropy": "EntropyCalibration2",
+    "minmax": "MinMaxCalibration",
+    "legacy": "LegacyCalibration",
+    "percentile": "MinMaxCalibration",
+    "mse": "MinMaxCalibration",
+    "mix": "MinMaxCalibration",
+}
+
+
+def trt_algorithm_name(algorithm: str) -> str | None:
+    """The cache header name TensorRT uses for trtcalib calibrator `algorithm` (None: unknown).
+
+    A name that already is a header name (e.g. "MinMaxCalibration") is returned unchanged.
+    """
+    try:
+        from trtcalib.stats import get_algorithm
+
+        return get_algorithm(algorithm).trt_algorithm
+    except Exception:  # stats not built yet, or an unknown (plugin) name
+        pass
+    if algorithm in _TRT_ALGORITHM.values() or algorithm == "EntropyCalibration":
+        return algorithm
+    return _TRT_ALGORITHM.get(algorithm)
+
+
+@dataclass
+class ReuseDecision:
+    """`reusable` is True when `reasons` is empty. `unchecked`: what could not be verified."""
+
+    reusable: bool
+    reasons: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+    cache: CalibrationCache | None = None
+    provenance: Provenance | None = None
+
+    def __bool__(self) -> bool:
+        return self.reusable
+
+
+def _short_fp(value: str | None) -> str:
+    return "unknown" if not value else value[:12]
+
+
+def _param_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    old, new = jsonable(dict(old)), jsonable(dict(new))
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if a != b:
+            diffs.append(f"{key}={a} (cache) vs {b} (now)")
+    return diffs
+
+
+def _compare(reasons: list[str], unchecked: list[str], what: str, old: Any, new: Any) -> None:
+    if new is None:
+        return
+    if old is None:
+        unchecked.append(f"{what}: not recorded in the sidecar")
+    elif old != new:
+        reasons.append(f"{what} differs: cache {old!r}, now {new!r}")
+
+
+def _compare_fingerprint(
+    reasons: list[str], unchecked: list[str], what: str, message: str, old: Any, new: Any
+) -> None:
+    if new is None:
+        return
+    if old is None:
+        unchecked.append(f"{what}: the sidecar has no {what} fingerprint")
+    elif old != new:
+        reasons.append(
+            f"{message}: fingerprint {_short_fp(new)} now, {_short_fp(old)} when calibrated"
+        )
+
+
+def reuse_decision(
+    cache_path: str | os.PathLike,
+    *,
+    model_fingerprint: str | None = None,
+    data_fingerprint: str | None = None,
+    algorithm: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    histogram: str | None = None,
+    trt_version: int | None = None,
+    tensor_names: Iterable[str] | None = None,
+) -> ReuseDecision:
+    """Compare the cache (and its sidecar) with the current run; None arguments are not checked.
+
+    A malformed cache or corrupt sidecar raises CacheFormatError (the user must look at it); a
+    sidecar that describes another cache is a reason, not an error.
+    """
+    path = Path(cache_path)
+    if not path.exists():
+        return ReuseDecision(False, [f"no cache at {path}"])
+    cache = read_cache(path)
+    reasons: list[str] = []
+    unchecked: list[str] = []
+    try:
+        prov = read_provenance(path)
+    except StaleProvenanceError as exc:
+        reasons.append(f"provenance does not match the cache: {exc}")
+        prov = None
+        stale = True
+    else:
+        stale = False
+
+    # -- what the sidecar tells (first, so an algorithm change is reported once)
+    sidecar_algorithm_differs = False
+    if prov is None:
+        why = "stale sidecar" if stale else "no provenance sidecar (cache written by TensorRT?)"
+        wanted = {
+            "model": model_fingerprint,
+            "data": data_fingerprint,
+            "algorithm parameters": params,
+            "batch size": batch_size,
+            "histogram policy": histogram,
+        }
+        unchecked.extend(f"{what}: {why}" for what, value in wanted.items() if value is not None)
+    else:
+        _compare_fingerprint(
+            reasons, unchecked, "model", "model changed", prov.model_fingerprint, model_fingerprint
+        )
+        if algorithm is not None and prov.algorithm != algorithm:
+            sidecar_algorithm_differs = True
+            reasons.append(
+                f"algorithm differs: cache made with {prov.algorithm!r}, now {algorithm!r}"
+            )
+        elif params is not None:
+            diffs = _param_differences(prov.params, params)
+            if diffs:
+                reasons.append("algorithm parameters differ: " + "; ".join(diffs))
+        _compare(reasons, unchecked, "histogram policy", prov.histogram, histogram)
+        _compare(reasons, unchecked, "batch size", prov.batch_size, batch_size)
+        _compare_fingerprint(
+            reasons,
+            unchecked,
+            "data",
+            "data differs (content or order)",
+            prov.data_fingerprint,
+            data_fingerprint,
+        )
+
+    # -- what the cache itself says (works without a sidecar)
+    if algorithm is not None and not sidecar_algorithm_differs:
+        wanted_header = trt_algorithm_name(algorithm)
+        if wanted_header is None:
+            unchecked.append(f"cache header: no known TensorRT algorithm for {algorithm!r}")
+        elif wanted_header != cache.algorithm:
+            reasons.append(
+                f"algorithm differs: cache header says {cache.algorithm}, calibrator "
+                f"{algorithm!r} needs {wanted_header} (TensorRT ignores a cache with another "
+                "header)"
+            )
+    if trt_version is not None:
+        target_major = decode_trt_version(trt_version)[0]
+        if cache.trt_version is None:
+            unchecked.append("TensorRT version: the cache header has none")
+        elif cache.trt_major != target_major:
+            reasons.append(
+                f"TensorRT major version differs: cache {format_trt_version(cache.trt_version)}, "
+                f"target {format_trt_version(trt_version)}"
+            )
+    if tensor_names is not None:
+        missing = [n for n in tensor_names if n not in cache.scales]
+        if missing:
+            shown = ", ".join(missing[:5])
+            if len(missing) > 5:
+                shown += f" and {len(missing) - 5} more"
+            reasons.append(f"tensors missing from the cache ({len(missing)}): {shown}")
+    return ReuseDecision(not reasons, reasons, unchecked, cache, prov)

@@ -1,0 +1,105 @@
+"""Does a cache fit a model? Missing tensors, names the model does not know, provenance.
+
+TensorRT's ONNX parser adds tensors of its own (`ONNXTRT_Broadcast_12_output`,
+`(Unnamed Layer* 46) [Constant]_output`, ...) and TRT 10 writes them into caches; they are
+reported separately from names that point at another model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from trtcalib.cache.reuse import ReuseDecision, reuse_decision
+
+_TRT_INTERNAL = re.compile(r"^(ONNXTRT_.*|\(Unnamed Layer\* \d+\) \[.*\].*)$")
+
+
+def is_trt_internal(name: str) -> bool:
+    """Names TensorRT makes up for tensors without an ONNX name."""
+    return bool(_TRT_INTERNAL.match(name))
+
+
+def model_tensor_names(model: onnx.ModelProto) -> set[str]:
+    """Every tensor name the model has: inputs, initializers, node outputs (subgraphs too)."""
+    names: set[str] = set()
+
+    def walk(graph: onnx.GraphProto) -> None:
+        names.update(v.name for v in graph.input)
+        names.update(t.name for t in graph.initializer)
+        names.update(t.values.name for t in graph.sparse_initializer)
+        for node in graph.node:
+            names.update(n for n in node.output if n)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for sub in attr.graphs:
+                        walk(sub)
+
+    walk(model.graph)
+    return names
+
+
+def calibrated_tensor_names(model: onnx.ModelProto) -> list[str]:
+    """The float activations TensorRT would calibrate (as trtcalib.capture sees them)."""
+    from trtcalib.capture import ActivationCapture
+
+    with ActivationCapture(model) as capture:
+        return list(capture.tensor_names)
+
+
+@dataclass
+class VerifyReport:
+    """What `trtcalib cache verify` found. `decision.reusable` decides the exit code."""
+
+    decision: ReuseDecision
+    missing: list[str] = field(default_factory=list)  # model activations not in the cache
+    unknown: list[str] = field(default_factory=list)  # cache names the model does not have
+    trt_internal: list[str] = field(default_factory=list)  # TensorRT-made names
+    not_calibrated: list[str] = field(default_factory=list)  # known, but weights/int tensors
+
+    @property
+    def ok(self) -> bool:
+        return self.decision.reusable
+
+
+def verify_cache(
+    cache_path: str | os.PathLike,
+    model: onnx.ModelProto,
+    *,
+    algorithm: str | None = None,
+    trt_version: int | None = None,
+) -> VerifyReport:
+    """Check the cache at `cache_path` against `model` (and optionally calibrator / TRT target)."""
+    from trtcalib.fingerprint import model_fingerprint
+
+    wanted = calibrated_tensor_names(model)
+    decision = reuse_decision(
+        Path(cache_path),
+        model_fingerprint=model_fingerprint(model),
+        algorithm=algorithm,
+        trt_version=trt_version,
+        tensor_names=wanted,
+    )
+    cache = decision.cache
+    report = VerifyReport(decision)
+    if cache is None:
+        return report
+    report.missing = [n for n in wanted if n not in cache.scales]
+    known = model_tensor_names(model)
+    wanted_set = set(wanted)
+    for name in cache.scales:
+        if name in wanted_set:
+            continue
+        if name in known:
+            report.not_calibrated.append(name)
+        elif is_trt_internal(name):
+            report.trt_internal.append(name)
+        else:
+            report.unknown.append(name)
+    return report
