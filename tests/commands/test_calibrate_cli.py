@@ -1,0 +1,259 @@
+"""`trtcalib calibrate`: success paths, cache reuse, and every bad input (one line, no cache)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tinymodels
+
+from trtcalib.cache import read_cache, read_provenance
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """A cwd with conv.onnx, two.onnx and matching data files."""
+    monkeypatch.chdir(tmp_path)
+    tinymodels.save(tinymodels.conv_model(), tmp_path, "conv.onnx")
+    tinymodels.save(tinymodels.two_input_model(), tmp_path, "two.onnx")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(20, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", input=x)
+    np.savez(
+        tmp_path / "ab.npz",
+        a=rng.normal(size=(9, 4)).astype(np.float32),
+        b=rng.normal(size=(9, 4)).astype(np.float32),
+    )
+    return tmp_path
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def _assert_one_line_error(result, *needles: str) -> None:
+    assert result.exit_code != 0, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+# -- success -------------------------------------------------------------------------------------
+def test_calibrate_writes_default_cache_and_table(cli, work):
+    x = np.load(work / "calib.npz")["input"]
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "-c", "minmax", "--batch", "8")
+    assert r.exit_code == 0, r.stderr
+    path = work / "caches" / "conv.minmax.b8.cache"
+    cache = read_cache(path)
+    assert cache.header == "TRT-101601-MinMaxCalibration"
+    assert cache.scales["input"] == float(np.float32(np.abs(x).max()) / np.float32(127))
+    assert read_provenance(path).num_samples == 20
+    assert "widest and narrowest" in r.stdout
+    assert "add1" in r.stdout and "input" in r.stdout
+    assert "caches/conv.minmax.b8.cache" in r.stdout
+    assert "data: calib.npz" in r.stderr
+
+
+def test_explicit_cache_path_trt_version_and_tensors(cli, work):
+    r = cli(
+        "calibrate", "two.onnx", "--data", "ab.npz", "--batch", "4", "--cache", "out.cache",
+        "--trt-version", "8.6.1", "--tensors", "prod,act", "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    cache = read_cache(work / "out.cache")
+    assert cache.header == "TRT-8601-EntropyCalibration2"
+    assert list(cache.scales) == ["prod", "act"]
+    assert not (work / "caches").exists()
+
+
+def test_config_defaults_and_command_line_precedence(cli, work):
+    (work / "c.toml").write_text(
+        '[calibrate]\ncalibrator = "minmax"\nbatch = 5\n'
+        '[[override]]\ntensors = "logits"\nskip = true\n'
+    )
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--config", "c.toml")
+    assert r.exit_code == 0, r.stderr
+    cache = read_cache(work / "caches" / "conv.minmax.b5.cache")
+    assert "logits" not in cache.scales
+    assert "1 skipped" in r.stdout
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--config", "c.toml", "-c", "entropy")
+    assert r.exit_code == 0, r.stderr
+    assert read_cache(work / "caches" / "conv.entropy.b5.cache").algorithm == "EntropyCalibration2"
+
+
+def test_nan_in_data_is_a_warning_not_an_error(cli, work):
+    x = np.load(work / "calib.npz")["input"].copy()
+    x[0, 0, 0, 0] = np.nan
+    np.savez(work / "nan.npz", input=x)
+    r = cli("calibrate", "conv.onnx", "--data", "nan.npz", "--cache", "nan.cache")
+    assert r.exit_code == 0, r.stderr
+    assert "warning" in r.stderr and "'input'" in r.stderr and "1 NaN" in r.stderr
+    assert (work / "nan.cache").exists()
+
+
+def test_help_teaches(cli):
+    r = cli("calibrate", "--help")
+    assert r.exit_code == 0
+    text = " ".join(r.stdout.split())
+    assert "trtcalib calibrate model.onnx --data calib.npz --calibrator entropy --batch 32" in text
+    assert "default exact" in text and "TensorRT issue #774" in text
+    assert "writes caches/model.entropy.b32.cache" in text
+    assert "What the cache is for" in text
+
+
+# -- reuse ---------------------------------------------------------------------------------------
+def test_reuse_auto_skips_matching_cache_and_recalibrates_on_change(cli, work):
+    args = ("calibrate", "conv.onnx", "--data", "calib.npz", "--batch", "10", "--no-progress")
+    assert cli(*args).exit_code == 0
+    path = work / "caches" / "conv.entropy.b10.cache"
+    stamp = path.stat().st_mtime_ns
+    r = cli(*args)
+    assert r.exit_code == 0 and "reusing" in r.stderr and "(reused)" in r.stdout
+    assert path.stat().st_mtime_ns == stamp
+    x = np.load(work / "calib.npz")["input"]
+    np.savez(work / "calib.npz", input=x[::-1].copy())  # same values, other order
+    r = cli(*args)
+    assert r.exit_code == 0 and "recalibrating" in r.stderr and "data differs" in r.stderr
+    assert path.stat().st_mtime_ns != stamp
+    r = cli(*args, "--reuse-cache", "never")
+    assert r.exit_code == 0 and "reusing" not in r.stderr
+
+
+def test_reuse_auto_notices_other_parameters(cli, work):
+    args = ("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache")
+    assert cli(*args).exit_code == 0
+    r = cli(*args, "--num-bins", "1024")
+    assert r.exit_code == 0 and "recalibrating" in r.stderr and "num_bins" in r.stderr
+
+
+def test_reuse_always_takes_any_parseable_cache(cli, work):
+    (work / "c.cache").write_text("TRT-8601-MinMaxCalibration\ninput: 3c010204\n")
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache",
+            "--reuse-cache", "always")  # fmt: skip
+    assert r.exit_code == 0 and "reusing" in r.stderr
+    assert (work / "c.cache").read_text() == "TRT-8601-MinMaxCalibration\ninput: 3c010204\n"
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache")
+    assert r.exit_code == 0 and "recalibrating" in r.stderr
+    assert read_cache(work / "c.cache").algorithm == "EntropyCalibration2"
+
+
+def test_corrupt_existing_cache_is_an_error_unless_never(cli, work):
+    (work / "c.cache").write_text("not a cache\n")
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache")
+    _assert_one_line_error(r, "c.cache", "--reuse-cache never")
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache",
+            "--reuse-cache", "never")  # fmt: skip
+    assert r.exit_code == 0
+    assert read_cache(work / "c.cache").algorithm == "EntropyCalibration2"
+
+
+# -- bad input: one line, non-zero exit, no cache ------------------------------------------------
+def _bad_data(work: Path, kind: str) -> str:
+    if kind == "wrong_shape":
+        np.savez(work / "bad.npz", input=np.zeros((4, 3, 9, 9), np.float32))
+        return "bad.npz"
+    if kind == "missing_input":
+        np.savez(work / "bad.npz", a=np.zeros((4, 4), np.float32))
+        return "bad.npz"
+    if kind == "empty_folder":
+        (work / "empty").mkdir()
+        return "empty"
+    if kind == "pickled":
+        np.savez(work / "bad.npz", input=np.array([{"x": 1}] * 4, dtype=object))
+        return "bad.npz"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    ("model", "kind", "needles"),
+    [
+        ("conv.onnx", "wrong_shape", ["bad.npz", "'input'", "[N, 3, 8, 8]", "9"]),
+        ("two.onnx", "missing_input", ["bad.npz", "'b'"]),
+        ("conv.onnx", "empty_folder", ["empty", "empty data folder"]),
+        ("conv.onnx", "pickled", ["bad.npz", "pickled"]),
+    ],
+)
+def test_bad_data(cli, work, model, kind, needles):
+    data = _bad_data(work, kind)
+    before = _files(work)
+    r = cli("calibrate", model, "--data", data)
+    _assert_one_line_error(r, *needles)
+    assert _files(work) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["-c", "nope"], ["unknown calibrator 'nope'"]),
+        (["-c", "percentile", "--percentile", "150"], ["--percentile", "150"]),
+        (["-c", "percentile", "--percentile", "0"], ["--percentile"]),
+        (["-c", "percentile", "--percentile", "nan"], ["--percentile"]),
+        (["-c", "entropy", "--percentile", "99"], ["unknown parameter 'percentile'"]),
+        (["--batch", "0"], ["--batch"]),
+        (["--histogram", "fuzzy"], ["histogram policy", "fuzzy"]),
+        (["--growth", "cube"], ["growth rule", "cube"]),
+        (["--num-bins", "1000"], ["power of two", "1000"]),
+        (["--last-batch", "maybe"], ["last batch", "maybe"]),
+        (["--reuse-cache", "sometimes"], ["--reuse-cache", "sometimes"]),
+        (["--trt-version", "ten"], ["--trt-version", "ten"]),
+        (["--tensors", "nope"], ["'nope'"]),
+        (["--tensors", ","], ["--tensors"]),
+        (["--param", "quantile"], ["--param", "NAME=NUMBER"]),
+        (["--param", "q=abc"], ["--param"]),
+        (["--config", "missing.toml"], ["missing.toml", "no such config file"]),
+        (["--sample-method", "shuffle"], ["--sample-method"]),
+        (["--cache", "nowhere/sub/x.cache"], ["nowhere/sub", "does not exist"]),
+        (["--cache", "/proc/trtcalib-test.cache"], ["/proc", "cannot write"]),
+        (["--cache", "."], ["is a directory"]),
+    ],
+)
+def test_bad_options(cli, work, args, needles):
+    before = _files(work)
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", *args)
+    _assert_one_line_error(r, *needles)
+    assert _files(work) == before
+    assert not (work / "caches").exists()
+
+
+def test_caches_is_a_file(cli, work):
+    (work / "caches").write_text("in the way\n")
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz")
+    _assert_one_line_error(r, "caches is not a folder")
+    assert (work / "caches").read_text() == "in the way\n"
+
+
+def test_bad_config_file(cli, work):
+    (work / "c.toml").write_text("[calibrate]\nbatch = 'many'\n")
+    before = _files(work)
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--config", "c.toml")
+    _assert_one_line_error(r, "c.toml", "batch")
+    assert _files(work) == before
+
+
+@pytest.mark.parametrize("kind", ["text", "missing", "directory"])
+def test_model_not_onnx(cli, work, kind):
+    if kind == "text":
+        (work / "m.onnx").write_text("this is not a model\n" * 10)
+    elif kind == "directory":
+        (work / "m.onnx").mkdir()
+    before = _files(work)
+    r = cli("calibrate", "m.onnx", "--data", "calib.npz")
+    _assert_one_line_error(r, "m.onnx")
+    assert _files(work) == before
+
+
+def test_read_only_folder_for_default_cache(cli, work):
+    if os.geteuid() == 0:
+        pytest.skip("root can write into read-only folders")
+    os.chmod(work, 0o555)
+    try:
+        r = cli("calibrate", "conv.onnx", "--data", "calib.npz")
+        _assert_one_line_error(r, "cannot write")
+    finally:
+        os.chmod(work, 0o755)
+    assert not (work / "caches").exists()

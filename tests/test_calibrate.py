@@ -1,0 +1,318 @@
+"""calibrate() end to end on tiny models, checked against activations computed with numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import tinymodels
+from numpy.lib.stride_tricks import sliding_window_view
+from onnx import TensorProto, helper, numpy_helper
+
+from trtcalib.cache import parse_cache, read_cache, read_provenance, write_cache
+from trtcalib.calibrate import (
+    CalibrationSettings,
+    calibrate,
+    collect_statistics,
+    data_fingerprint,
+    planned_tensors,
+    widest_and_narrowest,
+)
+from trtcalib.data import open_source
+from trtcalib.errors import ConfigError, DataError, ModelError
+from trtcalib.fingerprint import DataFingerprint, model_fingerprint
+from trtcalib.model import input_specs
+from trtcalib.stats import TensorOverrides
+
+
+# -- independent numpy references ---------------------------------------------------------------
+def _weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+
+
+def _conv3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = sliding_window_view(padded, (3, 3), axis=(2, 3))  # N, C, H, W, 3, 3
+    return np.einsum("nchwij,ocij->nohw", windows, w) + b[None, :, None, None]
+
+
+def conv_model_reference(model: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every activation of tinymodels.conv_model in float64, from the definitions of the ops."""
+    w = _weights(model)
+    x = x.astype(np.float64)
+    conv1 = _conv3x3(x, w["w1"], w["b1"])
+    relu1 = np.maximum(conv1, 0)
+    conv2 = _conv3x3(relu1, w["w2"], w["b2"])
+    add1 = conv2 + relu1
+    pool = add1.mean(axis=(2, 3), keepdims=True)
+    flat = pool.reshape(len(x), -1)
+    logits = flat @ w["wfc"].T + w["bfc"]
+    return {
+        "input": x,
+        "conv1": conv1,
+        "relu1": relu1,
+        "conv2": conv2,
+        "add1": add1,
+        "pool": pool,
+        "flat": flat,
+        "logits": logits,
+    }
+
+
+def _minmax_scale(amax: float) -> float:
+    return float(np.float32(amax) / np.float32(127))
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture
+def conv_data(tmp_path):
+    model = tinymodels.conv_model()
+    x = np.random.default_rng(7).normal(size=(50, 3, 8, 8)).astype(np.float32)
+    path = tmp_path / "calib.npz"
+    np.savez(path, input=x)
+    return model, x, open_source(path, input_specs(model))
+
+
+@pytest.fixture
+def two_input_data(tmp_path):
+    model = tinymodels.two_input_model()
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(37, 4)).astype(np.float32)
+    b = rng.normal(size=(37, 4)).astype(np.float32) * 3
+    path = tmp_path / "ab.npz"
+    np.savez(path, a=a, b=b)
+    return model, a, b, open_source(path, input_specs(model))
+
+
+# -- minmax against numpy -----------------------------------------------------------------------
+def test_minmax_scales_equal_numpy_max_abs_over_127_exactly(two_input_data):
+    model, a, b, source = two_input_data
+    result = calibrate(model, source, CalibrationSettings("minmax", batch_size=8), progress=False)
+    prod = a * b  # float32 elementwise ops are exactly rounded: onnxruntime gives the same bits
+    expected = {
+        "a": np.abs(a).max(),
+        "b": np.abs(b).max(),
+        "prod": np.abs(prod).max(),
+        "act": np.maximum(prod, 0).max(),
+    }
+    for name, amax in expected.items():
+        assert result.cache.scales[name] == _minmax_scale(amax), name
+        assert result.amax[name] == pytest.approx(float(amax), rel=0, abs=0), name
+    w = np.arange(8, dtype=np.float64).reshape(4, 2) / 8
+    out = np.maximum(prod.astype(np.float64), 0) @ w
+    assert result.cache.scales["out"] == pytest.approx(np.abs(out).max() / 127, rel=1e-6)
+    assert list(result.cache.scales) == ["a", "b", "prod", "act", "out"]  # idx (int64) absent
+    assert result.cache.algorithm == "MinMaxCalibration"
+
+
+def test_minmax_on_conv_model_matches_numpy_reference(conv_data):
+    model, x, source = conv_data
+    result = calibrate(model, source, CalibrationSettings("minmax", batch_size=16), progress=False)
+    reference = conv_model_reference(model, x)
+    assert list(result.cache.scales) == list(reference)
+    for name, act in reference.items():
+        assert result.amax[name] == pytest.approx(np.abs(act).max(), rel=1e-5), name
+        assert result.cache.scales[name] == pytest.approx(np.abs(act).max() / 127, rel=1e-5)
+        record = result.provenance.tensors[name]
+        assert record.min == pytest.approx(act.min(), rel=1e-5, abs=1e-6), name
+        assert record.max == pytest.approx(act.max(), rel=1e-5, abs=1e-6), name
+
+
+# -- cache and provenance -----------------------------------------------------------------------
+def test_cache_parses_and_provenance_is_filled(conv_data, tmp_path):
+    model, x, source = conv_data
+    settings = CalibrationSettings("entropy", batch_size=16)
+    result = calibrate(model, source, settings, progress=False)
+    assert result.cache.algorithm == "EntropyCalibration2"
+    assert result.cache.trt_version == 101601
+    assert parse_cache(result.cache.to_bytes()).scales == result.cache.scales
+
+    path = tmp_path / "out.cache"
+    write_cache(path, result.cache, result.provenance)
+    assert read_cache(path).to_bytes().startswith(b"TRT-101601-EntropyCalibration2\n")
+    prov = read_provenance(path)
+    assert prov.algorithm == "entropy"
+    assert prov.histogram == "exact"
+    assert prov.batch_size == 16
+    assert prov.num_samples == 50
+    assert prov.model_fingerprint == model_fingerprint(tinymodels.conv_model())
+    independent = DataFingerprint()
+    independent.update({"input": x})  # one chunk: the fingerprint ignores batch boundaries
+    assert prov.data_fingerprint == independent.hexdigest()
+    assert prov.inputs == [{"name": "input", "shape": ["N", 3, 8, 8], "dtype": "float32"}]
+    assert prov.params["num_bins"] == 2048
+    assert set(prov.tensors) == set(result.cache.scales)
+    assert prov.extra["num_batches"] == 4
+    assert prov.tensors["input"].max == pytest.approx(float(x.max()))
+
+
+def test_entropy_with_exact_histogram_does_not_depend_on_batch_size(conv_data):
+    model, _, source = conv_data
+    scales = [
+        calibrate(
+            model, source, CalibrationSettings("entropy", batch_size=bs), progress=False
+        ).cache.scales
+        for bs in (1, 7, 50)
+    ]
+    assert scales[0] == scales[1] == scales[2]
+
+
+def test_trt_histogram_policy_is_recorded_and_growth_counted(tmp_path):
+    model = tinymodels.two_input_model()
+    ones = np.ones((4, 4), np.float32)
+    growing = np.concatenate([ones, ones * 3])  # the second batch exceeds the first's range
+    np.savez(tmp_path / "g.npz", a=growing, b=ones.repeat(2, axis=0))
+    source = open_source(tmp_path / "g.npz", input_specs(model))
+    settings = CalibrationSettings("entropy", batch_size=4, histogram="trt", growth="pow2")
+    result = calibrate(model, source, settings, progress=False)
+    assert result.provenance.histogram == "trt"
+    assert result.provenance.params["growth"] == "pow2"
+    assert result.stats["a"].growth_events == 1
+    assert result.stats["b"].growth_events == 0
+
+
+# -- overrides, restriction, skip ---------------------------------------------------------------
+def test_overrides_skip_and_other_calibrator(two_input_data):
+    model, a, b, source = two_input_data
+    overrides = TensorOverrides.from_entries(
+        [{"tensors": "out", "skip": True}, {"tensors": "pro*", "calibrator": "minmax"}]
+    )
+    settings = CalibrationSettings("entropy", batch_size=10, overrides=overrides)
+    result = calibrate(model, source, settings, progress=False)
+    assert result.skipped == ["out"]
+    assert "out" not in result.cache.scales
+    assert result.cache.scales["prod"] == _minmax_scale(np.abs(a * b).max())
+    assert result.provenance.extra["per_tensor_algorithm"] == {"prod": "minmax"}
+    assert result.provenance.params["overrides"][0]["tensors"] == ["out"]
+    assert planned_tensors(model, settings) == ["a", "b", "prod", "act"]
+
+
+def test_skipping_every_tensor_is_an_error(conv_data):
+    model, _, source = conv_data
+    overrides = TensorOverrides.from_entries([{"tensors": "*", "skip": True}])
+    with pytest.raises(ConfigError, match="all 8 tensors are skipped"):
+        calibrate(model, source, CalibrationSettings(overrides=overrides), progress=False)
+
+
+def test_tensors_restricts_the_cache(conv_data):
+    model, _, source = conv_data
+    settings = CalibrationSettings("minmax", batch_size=25, tensors=["relu1", "input"])
+    result = calibrate(model, source, settings, progress=False)
+    assert list(result.cache.scales) == ["input", "relu1"]
+    assert result.provenance.params["tensors"] == ["relu1", "input"]
+
+
+def test_unknown_tensor_name_is_an_error(conv_data):
+    model, _, source = conv_data
+    with pytest.raises(ModelError, match="'nope'"):
+        calibrate(model, source, CalibrationSettings(tensors=["nope"]), progress=False)
+
+
+# -- NaN / Inf, padding, threads ---------------------------------------------------------------
+def _sqrt_model() -> onnx.ModelProto:
+    """x -> Sqrt -> root -> Mul(x) -> y: sqrt of a negative gives NaN activations."""
+    nodes = [
+        helper.make_node("Sqrt", ["x"], ["root"]),
+        helper.make_node("Mul", ["root", "x"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "sqrt",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_nan_activations_warn_per_tensor_and_are_ignored(capsys):
+    x = np.array([[4.0, -1.0, 9.0], [1.0, 2.0, -4.0]], np.float32)
+    chunks = [{"x": x}]  # any iterable of chunks is a source
+    result = calibrate(
+        _sqrt_model(), chunks, CalibrationSettings("minmax", batch_size=2), progress=False
+    )
+    err = capsys.readouterr().err
+    assert "tensor 'root': 2 NaN and 0 Inf" in err
+    assert "tensor 'y': 2 NaN and 0 Inf" in err
+    assert "'x'" not in err  # the input has no NaN
+    assert result.amax["root"] == 3.0  # sqrt(9); NaN ignored
+    assert result.amax["y"] == 27.0
+    assert len([line for line in err.splitlines() if line.startswith("warning")]) == 2
+
+
+def test_inf_activation_gives_inf_scale(capsys):
+    x = np.array([[np.inf, 1.0, 4.0]], np.float32)
+    result = calibrate(
+        _sqrt_model(), [{"x": x}], CalibrationSettings("minmax", batch_size=1), progress=False
+    )
+    assert result.cache.scales["root"] == np.inf
+    assert "tensor 'root': 0 NaN and 1 Inf" in capsys.readouterr().err
+
+
+def test_padded_last_batch_counts_real_samples_only(two_input_data):
+    model, a, b, source = two_input_data
+    settings = CalibrationSettings("minmax", batch_size=10, last_batch="pad")
+    collected = collect_statistics(model, source, settings, progress=False)
+    assert collected.num_samples == 37
+    assert collected.num_batches == 4
+    assert collected.stats["a"].count == 40 * 4  # the 3 repeated samples are seen, as TensorRT does
+    dropped = collect_statistics(
+        model,
+        source,
+        CalibrationSettings("minmax", batch_size=10, last_batch="drop"),
+        progress=False,
+    )
+    assert dropped.num_samples == 30
+    fp = DataFingerprint()
+    fp.update({"a": a[:30], "b": b[:30]})
+    assert dropped.data_fingerprint == fp.hexdigest()
+    assert data_fingerprint(source, 10, "drop") == fp.hexdigest()
+
+
+def test_thread_pool_gives_the_same_statistics(conv_data):
+    model, _, source = conv_data
+    settings = CalibrationSettings("entropy", batch_size=16)
+    one = collect_statistics(model, source, settings, progress=False, workers=1)
+    two = collect_statistics(model, source, settings, progress=False, workers=2)
+    lap = collect_statistics(model, source, settings, progress=False, workers=1, overlap=True)
+    for other in (two, lap):
+        assert other.num_batches == one.num_batches == 4
+        for name in one.stats:
+            np.testing.assert_array_equal(one.stats[name].counts, other.stats[name].counts)
+            assert one.stats[name].amax == other.stats[name].amax
+            assert one.stats[name].batches == other.stats[name].batches == 4
+
+
+# -- errors before any work ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (CalibrationSettings(calibrator="nope"), "unknown calibrator 'nope'"),
+        (CalibrationSettings(batch_size=0), "batch size"),
+        (CalibrationSettings(histogram="fuzzy"), "histogram policy"),
+        (CalibrationSettings(growth="cube"), "growth rule"),
+        (CalibrationSettings(num_bins=1000), "power of two"),
+        (CalibrationSettings(last_batch="maybe"), "last batch"),
+        (CalibrationSettings("minmax", params={"x": 1.0}), "unknown parameter 'x'"),
+    ],
+)
+def test_bad_settings_fail_before_reading_data(settings, message):
+    def no_data():
+        raise AssertionError("data must not be read")
+        yield  # pragma: no cover
+
+    with pytest.raises(ConfigError, match=message):
+        calibrate(tinymodels.conv_model(), no_data(), settings, progress=False)
+
+
+def test_empty_source_is_a_data_error():
+    with pytest.raises(DataError, match="zero samples"):
+        calibrate(tinymodels.conv_model(), [], CalibrationSettings(), progress=False)
+
+
+def test_widest_and_narrowest():
+    amax = {f"t{i}": float(i) for i in range(12)} | {"big": np.inf}
+    rows = widest_and_narrowest(amax, 2)
+    assert [name for name, _ in rows] == ["big", "t11", "t1", "t0"]
+    assert widest_and_narrowest({"a": 1.0, "b": 2.0}, 5) == [("b", 2.0), ("a", 1.0)]

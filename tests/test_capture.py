@@ -1,0 +1,182 @@
+"""ActivationCapture: which tensors are exposed, and that their values are the model's own."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import tinymodels
+
+from trtcalib import capture as capture_module
+from trtcalib.capture import ActivationCapture
+from trtcalib.errors import DataError, ModelError
+
+
+def _truncated_run(model: onnx.ModelProto, tensor: str, feed: dict) -> np.ndarray:
+    """A plain onnxruntime run of `model` cut at `tensor` (independent of the capture code)."""
+    inputs = [v.name for v in model.graph.input]
+    inferred = onnx.shape_inference.infer_shapes(model)
+    sub = onnx.utils.Extractor(inferred).extract_model(inputs, [tensor])
+    session = ort.InferenceSession(sub.SerializeToString(), providers=["CPUExecutionProvider"])
+    used = {v.name for v in sub.graph.input}
+    return session.run([tensor], {k: v for k, v in feed.items() if k in used})[0]
+
+
+def test_conv_model_exposes_input_and_every_node_output_in_order():
+    cap = ActivationCapture(tinymodels.conv_model())
+    assert cap.tensor_names == [
+        "input",
+        "conv1",
+        "relu1",
+        "conv2",
+        "add1",
+        "pool",
+        "flat",
+        "logits",
+    ]
+
+
+@pytest.mark.parametrize("optimization", ["disable", "basic", "extended", "all"])
+def test_values_equal_model_truncated_at_each_tensor(optimization):
+    model = tinymodels.conv_model()
+    x = np.random.default_rng(1).normal(size=(3, 3, 8, 8)).astype(np.float32)
+    cap = ActivationCapture(model, optimization=optimization)
+    got = cap.run({"input": x})
+    assert list(got) == cap.tensor_names
+    for name in cap.tensor_names:
+        want = x if name == "input" else _truncated_run(model, name, {"input": x})
+        assert got[name].shape == want.shape, name
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_simple_ops_equal_numpy_and_int_outputs_are_skipped():
+    model = tinymodels.two_input_model()
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(5, 4)).astype(np.float32)
+    b = rng.normal(size=(5, 4)).astype(np.float32)
+    cap = ActivationCapture(model)
+    assert cap.tensor_names == ["a", "b", "prod", "act", "out"]  # "idx" is int64
+    got = cap.run({"a": a, "b": b})
+    w = np.arange(8, dtype=np.float32).reshape(4, 2) / 8.0
+    np.testing.assert_array_equal(got["a"], a)
+    np.testing.assert_array_equal(got["prod"], a * b)
+    np.testing.assert_array_equal(got["act"], np.maximum(a * b, 0))
+    np.testing.assert_allclose(got["out"], np.maximum(a * b, 0) @ w, rtol=1e-6)
+
+
+def test_int_tensors_and_constant_subgraphs_are_not_exposed_by_default():
+    cap = ActivationCapture(tinymodels.mixed_types_model())
+    # shape (int64) and as_int (int32) are integer; c_out and const_scaled are data-independent
+    assert cap.tensor_names == ["x", "shifted", "reshaped", "back", "y"]
+    x = np.array([[0.25, 1.5, -2.0, 7.9]], dtype=np.float32)
+    got = cap.run({"x": x})
+    shifted = x + np.array([1.5, -3.0, 6.0, 0.0], dtype=np.float32)
+    np.testing.assert_array_equal(got["shifted"], shifted)
+    np.testing.assert_array_equal(got["back"], np.trunc(shifted))
+    np.testing.assert_allclose(got["y"], 1 / (1 + np.exp(-shifted)), rtol=1e-6)
+
+
+def test_tensors_restricts_and_keeps_topological_order():
+    cap = ActivationCapture(tinymodels.conv_model(), tensors=["add1", "relu1"])
+    assert cap.tensor_names == ["relu1", "add1"]
+    got = cap.run({"input": np.ones((1, 3, 8, 8), np.float32)})
+    assert list(got) == ["relu1", "add1"]
+
+
+def test_only_graph_inputs_requested_needs_no_inference():
+    cap = ActivationCapture(tinymodels.two_input_model(), tensors=["b"])
+    b = np.full((2, 4), 3.0, np.float32)
+    assert cap.run({"a": b, "b": b}) == {"b": b}
+
+
+def test_constant_tensor_can_be_named_explicitly():
+    cap = ActivationCapture(tinymodels.mixed_types_model(), tensors=["const_scaled"])
+    got = cap.run({"x": np.zeros((2, 4), np.float32)})
+    np.testing.assert_array_equal(got["const_scaled"], [1.5, -3.0, 6.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("nope", "'nope': not an input or node output"),
+        ("w1", "initializer"),
+        ("shape", "only float tensors"),
+        ("as_int", "only float tensors"),
+    ],
+)
+def test_bad_tensor_names_are_model_errors(name, message):
+    model = tinymodels.conv_model() if name == "w1" else tinymodels.mixed_types_model()
+    with pytest.raises(ModelError, match=message):
+        ActivationCapture(model, tensors=[name])
+
+
+def test_missing_input_and_wrong_shape_are_data_errors():
+    cap = ActivationCapture(tinymodels.two_input_model())
+    with pytest.raises(DataError, match="input 'b'"):
+        cap.run({"a": np.ones((2, 4), np.float32)})
+    with pytest.raises(DataError, match="onnxruntime failed") as info:
+        cap.run({"a": np.ones((2, 5), np.float32), "b": np.ones((2, 5), np.float32)})
+    assert "\n" not in str(info.value)
+
+
+def test_capture_writes_no_file(tmp_path, monkeypatch):
+    path = tinymodels.save(tinymodels.conv_model(), tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    model = onnx.load(str(path))
+    cap = ActivationCapture(model)
+    cap.run({"input": np.ones((2, 3, 8, 8), np.float32)})
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_user_model_is_not_modified():
+    model = tinymodels.conv_model()
+    original = model.SerializeToString()
+    ActivationCapture(model)
+    assert model.SerializeToString() == original
+
+
+def test_large_model_path_uses_a_private_temporary_directory(monkeypatch, tmp_path):
+    # pretend every model is over protobuf's 2 GiB limit to exercise the external-data route
+    monkeypatch.setattr(capture_module, "PROTOBUF_LIMIT", 1)
+    monkeypatch.chdir(tmp_path)
+    model = tinymodels.conv_model()
+    x = np.random.default_rng(3).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    with ActivationCapture(model) as cap:
+        tmpdir = cap._tmpdir.name
+        assert os.path.exists(os.path.join(tmpdir, "augmented.onnx.data"))
+        assert cap.tensor_names[0] == "input" and cap.tensor_names[-1] == "logits"
+        got = cap.run({"input": x})
+        np.testing.assert_allclose(
+            got["conv2"], _truncated_run(model, "conv2", {"input": x}), rtol=1e-5, atol=1e-6
+        )
+    assert not os.path.exists(tmpdir)
+    assert os.listdir(tmp_path) == []
+
+
+def test_not_loadable_model_is_a_model_error():
+    model = tinymodels.conv_model()
+    model.graph.node[0].op_type = "NoSuchOp"
+    with pytest.raises(ModelError, match="onnxruntime cannot load the model"):
+        ActivationCapture(model)
+
+
+def test_bad_optimization_level():
+    with pytest.raises(ValueError, match="optimization"):
+        ActivationCapture(tinymodels.conv_model(), optimization="max")
+
+
+def test_model_without_float_tensors_is_a_model_error():
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["i", "i"], ["j"])],
+        "ints",
+        [onnx.helper.make_tensor_value_info("i", onnx.TensorProto.INT64, [2])],
+        [onnx.helper.make_tensor_value_info("j", onnx.TensorProto.INT64, [2])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(ModelError, match="no float activations"):
+        ActivationCapture(model)

@@ -1,0 +1,377 @@
+"""CPU calibration end to end: data -> onnxruntime activations -> statistics -> scales -> cache.
+
+    settings = CalibrationSettings(calibrator="entropy", batch_size=32)
+    result = calibrate("model.onnx", source, settings)      # CalibrationResult
+    write_cache("caches/model.cache", result.cache, result.provenance)
+
+Streaming: each batch's activations go into one `TensorCollector` per tensor and are dropped
+before the next batch is read, so memory does not grow with the number of samples (one batch of
+activations plus fixed-size histograms).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from trtcalib.cache import DEFAULT_TRT_VERSION, CalibrationCache, Provenance
+from trtcalib.config import GROWTHS, HISTOGRAMS, LAST_BATCH
+from trtcalib.errors import ConfigError
+from trtcalib.stats import (
+    TensorCollector,
+    TensorOverrides,
+    TensorSettings,
+    TensorStats,
+    compute_amax,
+    get_algorithm,
+    scale_from_amax,
+)
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How to calibrate. `params` are the calibrator's parameters (defaults filled in later)."""
+
+    calibrator: str = "entropy"
+    _: KW_ONLY  # everything after the calibrator by keyword: settings are read by name
+    params: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 32
+    histogram: str = "exact"
+    growth: str = "pow2"
+    num_bins: int = 2048
+    overrides: TensorOverrides | None = None
+    tensors: Sequence[str] | None = None
+    trt_version: int = DEFAULT_TRT_VERSION
+    last_batch: str = "keep"
+
+    def check(self) -> dict[str, Any]:
+        """Validate everything that needs no model or data; return the full calibrator params."""
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
+            raise ConfigError(f"batch size must be a positive integer, got {self.batch_size!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be a positive integer, got {self.batch_size}")
+        if self.histogram not in HISTOGRAMS:
+            raise ConfigError(
+                f"histogram policy must be one of {', '.join(HISTOGRAMS)}, got {self.histogram!r}"
+            )
+        if self.growth not in GROWTHS:
+            raise ConfigError(
+                f"growth rule must be one of {', '.join(GROWTHS)}, got {self.growth!r}"
+            )
+        n = self.num_bins
+        if isinstance(n, bool) or not isinstance(n, int) or n < 128 or n & (n - 1):
+            raise ConfigError(f"number of bins must be a power of two >= 128, got {n!r}")
+        if self.last_batch not in LAST_BATCH:
+            raise ConfigError(
+                f"last batch policy must be one of {', '.join(LAST_BATCH)}, got {self.last_batch!r}"
+            )
+        return get_algorithm(self.calibrator).validate(dict(self.params))
+
+    def provenance_params(self, full_params: Mapping[str, Any]) -> dict[str, Any]:
+        """Everything besides model, data, batch and histogram that changes the scales.
+
+        Recorded in the provenance `params`, so `--reuse-cache auto` notices a change of any.
+        """
+        params: dict[str, Any] = dict(full_params)
+        params["num_bins"] = self.num_bins
+        if self.histogram == "trt":
+            params["growth"] = self.growth
+        if self.overrides is not None and self.overrides.entries:
+            params["overrides"] = [
+                {
+                    "tensors": list(e.patterns),
+                    "calibrator": e.calibrator,
+                    "skip": e.skip,
+                    **e.params,
+                }
+                for e in self.overrides.entries
+            ]
+        if self.tensors is not None:
+            params["tensors"] = list(self.tensors)
+        return params
+
+
+@dataclass
+class Collected:
+    """Statistics of every collected tensor (tensor order = topological)."""
+
+    stats: dict[str, TensorStats]
+    data_fingerprint: str
+    num_samples: int
+    num_batches: int
+    skipped: list[str] = field(default_factory=list)
+    settings: dict[str, TensorSettings] = field(default_factory=dict)
+
+
+@dataclass
+class CalibrationResult:
+    cache: CalibrationCache
+    provenance: Provenance
+    stats: dict[str, TensorStats]
+    amax: dict[str, float]
+    skipped: list[str]
+
+
+def _as_model(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    from trtcalib.model import load_model
+
+    return load_model(model)
+
+
+def resolve_tensor_settings(
+    names: Iterable[str], settings: CalibrationSettings, params: Mapping[str, Any]
+) -> dict[str, TensorSettings]:
+    """Per-tensor algorithm/params/skip after overrides, checked before any data is read."""
+    overrides = settings.overrides or TensorOverrides()
+    resolved = {}
+    for name in names:
+        ts = overrides.resolve(name, settings.calibrator, params)
+        if not ts.skip:
+            # fill defaults now: the provenance then records what was actually used
+            full = get_algorithm(ts.algorithm).validate(ts.params)
+            ts = TensorSettings(ts.algorithm, full, False)
+        resolved[name] = ts
+    return resolved
+
+
+def collect_statistics(
+    model: onnx.ModelProto | str | os.PathLike,
+    source: Any,
+    settings: CalibrationSettings,
+    progress: bool = True,
+    *,
+    workers: int | None = None,
+    overlap: bool = False,
+) -> Collected:
+    """Run every batch of `source` through onnxruntime and feed one collector per tensor.
+
+    `source` is a `BatchSource` or any iterable of `{input: array}` chunks. With `last_batch="pad"`
+    the repeated samples enter the statistics as they do in TensorRT (the activations of
+    arbitrary tensors cannot be sliced back to the real samples); the data fingerprint and the
+    sample count cover the real samples only. `workers` threads share the collectors of a batch
+    (default: one per CPU; the compiled kernels release the GIL). `overlap` lets the collectors
+    of batch k run while onnxruntime computes batch k+1 (two batches of activations in memory;
+    off by default, see benchmarks/calibrate_vs_ort.py mode ours-overlap).
+    """
+    from trtcalib.capture import ActivationCapture
+    from trtcalib.data import iter_batches
+    from trtcalib.fingerprint import DataFingerprint
+
+    model = _as_model(model)
+    params = settings.check()
+    capture = ActivationCapture(model, settings.tensors)
+    tensor_settings = resolve_tensor_settings(capture.tensor_names, settings, params)
+    skipped = [name for name, ts in tensor_settings.items() if ts.skip]
+    if len(skipped) == len(tensor_settings):
+        capture.close()
+        raise ConfigError(f"all {len(skipped)} tensors are skipped by the overrides: no cache")
+    collectors = {
+        name: TensorCollector(
+            name, num_bins=settings.num_bins, histogram=settings.histogram, growth=settings.growth
+        )
+        for name, ts in tensor_settings.items()
+        if not ts.skip
+    }
+    fingerprint = DataFingerprint()
+    total = getattr(source, "num_samples", None)
+    if total is not None and settings.last_batch == "drop":
+        total -= total % settings.batch_size
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+    workers = max(1, min(workers, len(collectors)))
+    pool = ThreadPoolExecutor(max_workers=workers) if (workers > 1 or overlap) else None
+    pending: list[Future] = []
+    num_samples = 0
+    num_batches = 0
+    bar = None
+    task = None
+    if progress:
+        from trtcalib.console import make_progress
+
+        bar = make_progress("samples")
+        bar.start()
+        task = bar.add_task("calibrating", total=total)
+    try:
+        for batch in iter_batches(source, settings.batch_size, last=settings.last_batch):
+            fingerprint.update(batch.arrays, num_real=batch.num_real)
+            activations = capture.run(batch.arrays)
+            _wait(pending)  # the previous batch (overlap only): at most two batches in memory
+            pending = _submit(collectors, activations, pool)
+            if not overlap:
+                _wait(pending)
+            del activations  # collectors keep no reference: memory is back after the batch
+            num_samples += batch.num_real
+            num_batches += 1
+            if bar is not None:
+                bar.advance(task, batch.num_real)
+        _wait(pending)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.stop()
+        capture.close()
+    stats = {name: c.result() for name, c in collectors.items()}
+    return Collected(
+        stats, fingerprint.hexdigest(), num_samples, num_batches, skipped, tensor_settings
+    )
+
+
+def _submit(
+    collectors: dict[str, TensorCollector],
+    activations: Mapping[str, np.ndarray],
+    pool: ThreadPoolExecutor | None,
+) -> list[Future]:
+    if pool is None:
+        for name, collector in collectors.items():
+            collector.collect(activations[name])
+        return []
+    # the biggest activations first, so the threads finish at about the same time
+    order = sorted(collectors, key=lambda n: activations[n].size, reverse=True)
+    return [pool.submit(collectors[n].collect, activations[n]) for n in order]
+
+
+def _wait(futures: list[Future]) -> None:
+    for future in futures:
+        future.result()  # re-raise a collector's error here, in the caller's thread
+    futures.clear()
+
+
+def data_fingerprint(source: Any, batch_size: int, last_batch: str = "keep") -> str:
+    """The fingerprint `collect_statistics` records, computed from the data alone (no model run)."""
+    from trtcalib.data import iter_batches
+    from trtcalib.fingerprint import DataFingerprint
+
+    fingerprint = DataFingerprint()
+    for batch in iter_batches(source, batch_size, last=last_batch):
+        fingerprint.update(batch.arrays, num_real=batch.num_real)
+    return fingerprint.hexdigest()
+
+
+def planned_tensors(model: onnx.ModelProto, settings: CalibrationSettings) -> list[str]:
+    """The tensors a calibration with `settings` would write to the cache (not skipped)."""
+    from trtcalib.capture import ActivationCapture
+
+    params = settings.check()
+    with ActivationCapture(model, settings.tensors) as capture:
+        names = capture.tensor_names
+    resolved = resolve_tensor_settings(names, settings, params)
+    return [name for name, ts in resolved.items() if not ts.skip]
+
+
+def nonfinite_report(stats: Mapping[str, TensorStats], exclude: Iterable[str] = ()) -> list[str]:
+    """One warning line per tensor that saw NaN or Inf (NaN is ignored, Inf makes amax inf)."""
+    skip = set(exclude)
+    lines = []
+    for name, s in stats.items():
+        if name in skip or not (s.nan_count or s.inf_count):
+            continue
+        effect = "Inf makes its scale inf" if s.inf_count else "NaN ignored"
+        lines.append(
+            f"tensor {name!r}: {s.nan_count} NaN and {s.inf_count} Inf activation values ({effect})"
+        )
+    return lines
+
+
+def calibrate(
+    model_path: onnx.ModelProto | str | os.PathLike,
+    source: Any,
+    settings: CalibrationSettings,
+    progress: bool = True,
+    *,
+    warn_nonfinite: bool = True,
+) -> CalibrationResult:
+    """Calibrate `model_path` on `source`: the cache (not written) and its provenance."""
+    from trtcalib.fingerprint import model_fingerprint
+    from trtcalib.model import input_specs
+
+    model = _as_model(model_path)
+    model_fp = model_fingerprint(model)
+    collected = collect_statistics(model, source, settings, progress=progress)
+    if warn_nonfinite:
+        from trtcalib.console import warn
+
+        # the data source already reported its own inputs (see trtcalib.data.validate)
+        inputs = getattr(source, "input_names", [])
+        for line in nonfinite_report(collected.stats, exclude=inputs):
+            warn(line)
+    amax: dict[str, float] = {}
+    scales: dict[str, float] = {}
+    for name, s in collected.stats.items():
+        ts = collected.settings[name]
+        value = compute_amax(s, ts.algorithm, **ts.params)
+        amax[name] = float(value)
+        scales[name] = scale_from_amax(value)
+    algorithm = get_algorithm(settings.calibrator)
+    cache = CalibrationCache.from_scales(
+        scales, algorithm=algorithm.trt_algorithm, trt_version=settings.trt_version
+    )
+    full_params = get_algorithm(settings.calibrator).validate(dict(settings.params))
+    per_tensor_algorithms = {
+        n: ts.algorithm
+        for n, ts in collected.settings.items()
+        if not ts.skip and ts.algorithm != settings.calibrator
+    }
+    provenance = Provenance(
+        algorithm=settings.calibrator,
+        params=settings.provenance_params(full_params),
+        histogram=settings.histogram,
+        batch_size=settings.batch_size,
+        num_samples=collected.num_samples,
+        data_fingerprint=collected.data_fingerprint,
+        model_fingerprint=model_fp,
+        inputs=input_specs(model),
+        trt_version=settings.trt_version,
+        trt_algorithm=algorithm.trt_algorithm,
+        tensors={
+            name: {"amax": amax[name], "min": s.min, "max": s.max}
+            for name, s in collected.stats.items()
+        },
+        extra={
+            "num_batches": collected.num_batches,
+            "last_batch": settings.last_batch,
+            "skipped": list(collected.skipped),
+            "per_tensor_algorithm": per_tensor_algorithms,
+            "growth_events": {n: s.growth_events for n, s in collected.stats.items()},
+            "source": _describe(source),
+        },
+    )
+    return CalibrationResult(cache, provenance, collected.stats, amax, collected.skipped)
+
+
+def _describe(source: Any) -> str | None:
+    describe = getattr(source, "describe", None)
+    return describe() if callable(describe) else None
+
+
+def widest_and_narrowest(amax: Mapping[str, float], count: int = 5) -> list[tuple[str, float]]:
+    """The `count` tensors with the largest amax then the `count` with the smallest (no repeats)."""
+    ranked = sorted(amax.items(), key=lambda kv: (-_order_key(kv[1]), kv[0]))
+    if len(ranked) <= 2 * count:
+        return ranked
+    return ranked[:count] + ranked[-count:]
+
+
+def _order_key(value: float) -> float:
+    return math.inf if math.isinf(value) else value
+
+
+__all__ = [
+    "CalibrationResult",
+    "CalibrationSettings",
+    "Collected",
+    "calibrate",
+    "collect_statistics",
+    "nonfinite_report",
+    "resolve_tensor_settings",
+    "widest_and_narrowest",
+]
