@@ -1,0 +1,647 @@
+"""`trtcalib qdq`, `trtcalib eval`, `trtcalib compare`: explicit quantization and its accuracy."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trtcalib.data import cli_options as dopt
+from trtcalib.errors import ConfigError
+
+QDQ_PANEL = "Q/DQ"
+SUFFIX = ".qdq.onnx"
+
+ModelArg = Annotated[
+    Path, typer.Argument(help="The FP32 ONNX model.", show_default=False, metavar="MODEL.onnx")
+]
+CacheOpt = Annotated[
+    Path,
+    typer.Option(
+        "--cache",
+        "-c",
+        help="Calibration cache: written by trtcalib, or by TensorRT 8/10 (any algorithm).",
+        show_default=False,
+    ),
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        "-x",
+        help=(
+            "Leave a node (by ONNX node name) or every node of an op type (e.g. Gemm) in float. "
+            "Repeat for several."
+        ),
+        rich_help_panel=QDQ_PANEL,
+        show_default=False,
+    ),
+]
+AllowPartialOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial",
+        help=(
+            "Accept a cache that has scales for fewer than half of the tensors to quantize "
+            "(by default that means the cache belongs to another model: error)."
+        ),
+        rich_help_panel=QDQ_PANEL,
+    ),
+]
+LabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--labels",
+        "-l",
+        help=(
+            "Integer class labels in data order: FILE.npy, FILE.npz (array 'labels' or its only "
+            "array) or FILE.npz:KEY. Default: the 'labels' array of --data when it is an .npz."
+        ),
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    Path | None,
+    typer.Option("--json", help="Also write the full report as JSON here.", show_default=False),
+]
+BatchOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch",
+        "-b",
+        min=1,
+        help="Batch size for onnxruntime (a model with a fixed batch dim uses that one).",
+    ),
+]
+TopOpt = Annotated[
+    int,
+    typer.Option("--top", min=1, help="Rows to print in the per-tensor and sensitivity tables."),
+]
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write through a temp file in the same folder, then rename: never half a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"{path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    text = json.dumps(payload, indent=2, default=_json_default) + "\n"
+    _write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _check_json_target(path: Path | None) -> None:
+    """Refuse a --json target we could not write *before* spending time on the work."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"--json {path}: is a directory")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"--json {path}: folder {folder} does not exist")
+
+
+def default_output(model_path: Path) -> Path:
+    """`<model stem>.qdq.onnx` in the current directory (the model's folder may be read-only)."""
+    return Path.cwd() / f"{model_path.stem}{SUFFIX}"
+
+
+def _fmt_db(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.1f}"
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _load_quantized(model_path: Path, cache_path: Path, exclude, allow_partial: bool):
+    from trtcalib.cache import read_cache
+    from trtcalib.model import load_model
+    from trtcalib.qdq import DEFAULT_MIN_COVERAGE, quantize_model
+
+    model = load_model(model_path)
+    cache = read_cache(cache_path)
+    result = quantize_model(
+        model,
+        dict(cache.scales),
+        exclude or (),
+        min_coverage=0.0 if allow_partial else DEFAULT_MIN_COVERAGE,
+    )
+    return model, cache, result
+
+
+def _report_result(result, cache_path: Path) -> None:
+    from trtcalib.console import info, warn
+
+    if result.opset_upgraded_from is not None:
+        info(f"opset {result.opset_upgraded_from} -> 13 (per-channel Q/DQ needs opset >= 13)")
+    if result.missing:
+        shown = ", ".join(result.missing[:8])
+        more = f" and {len(result.missing) - 8} more" if len(result.missing) > 8 else ""
+        warn(
+            f"{len(result.missing)} tensors have no scale in {cache_path}, left in float: "
+            f"{shown}{more}"
+        )
+    for tensor, reason in result.skipped.items():
+        warn(f"{tensor}: left in float ({reason})")
+
+
+def _summary_table(result):
+    from rich.table import Table
+
+    table = Table(title="Q/DQ placement", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("activations quantized", str(len(result.quantized)))
+    table.add_row("weights quantized (per channel)", str(len(result.weights)))
+    table.add_row("layers with Q/DQ inputs", str(len(result.layers)))
+    table.add_row("BatchNormalization folded", str(len(result.folded)))
+    table.add_row("missing in cache (float)", str(len(result.missing)))
+    table.add_row("skipped (scale 0/inf/NaN, dtype)", str(len(result.skipped)))
+    if result.excluded:
+        table.add_row("excluded", ", ".join(result.excluded))
+    return table
+
+
+def qdq_command(
+    model: ModelArg,
+    cache: CacheOpt,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the Q/DQ model. Default: <model stem>.qdq.onnx in the current "
+            "directory. Never the input model.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: ExcludeOpt = None,
+    allow_partial: AllowPartialOpt = False,
+) -> None:
+    """Insert Q/DQ nodes from a calibration cache: the INT8 model TensorRT 11 builds from.
+
+    Folds BatchNormalization into its Conv (as TensorRT does), then quantizes every input of
+    Conv, ConvTranspose, Gemm and MatMul (activations per tensor with the cache's scale, zero
+    point 0; weights per output channel, max|w|/127, kept float32 + Q/DQ) and the residual input
+    of Adds TensorRT fuses into a Conv. Tensors without a scale stay in float and are listed.
+
+    Example: trtcalib qdq model.onnx --cache model.cache -o model.int8.onnx
+    """
+    from trtcalib.console import console
+
+    target = Path(output) if output is not None else default_output(model)
+    if model.exists() and target.exists() and target.resolve() == model.resolve():
+        raise ConfigError(f"{target}: is the input model; choose another --output")
+    if target.is_dir():
+        raise ConfigError(f"--output {target}: is a directory")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ConfigError(f"--output {target}: folder {folder} does not exist")
+
+    import onnx
+
+    _, _, result = _load_quantized(model, cache, exclude, allow_partial)
+    _report_result(result, cache)
+    _write_atomic(target, lambda tmp: onnx.save(result.model, tmp))
+    console.print(_summary_table(result))
+    console.print(f"wrote {target}")
+
+
+def _open_data(model, spec: str, options):
+    from trtcalib.data import open_source
+    from trtcalib.model import input_specs
+
+    return open_source(spec, input_specs(model), options)
+
+
+def _resolve_labels(labels: str | None, data: str, options, num_samples: int | None):
+    from trtcalib.console import info
+    from trtcalib.evaluate import labels_from_data, load_labels, select_labels
+
+    if labels is not None:
+        values = load_labels(labels)
+    else:
+        values = labels_from_data(data)
+        if values is None:
+            return None
+        info(f"labels: the 'labels' array of {data}")
+    return select_labels(values, options, num_samples, origin=labels or data)
+
+
+def _eval_tables(report, top: int):
+    from rich.table import Table
+
+    summary = Table(title=f"FP32 vs INT8 (Q/DQ) on {report.num_samples} samples")
+    summary.add_column("output")
+    summary.add_column("cosine", justify="right")
+    summary.add_column("min cosine", justify="right")
+    summary.add_column("SQNR dB", justify="right")
+    summary.add_column("max |err|", justify="right")
+    for out in report.outputs:
+        summary.add_row(
+            out.name,
+            f"{out.cosine:.5f}",
+            f"{out.min_cosine:.5f}",
+            _fmt_db(out.sqnr_db),
+            f"{out.max_abs_error:.4g}",
+        )
+    tables = [summary]
+    if report.top1_agreement is not None:
+        acc = Table(title=f"Top-1 on '{report.classifier_output}'")
+        acc.add_column("top-1 agreement", justify="right")
+        acc.add_column("FP32 accuracy", justify="right")
+        acc.add_column("INT8 accuracy", justify="right")
+        acc.add_column("INT8 - FP32", justify="right")
+        delta = (
+            None
+            if report.accuracy_fp32 is None
+            else f"{100 * (report.accuracy_int8 - report.accuracy_fp32):+.2f} pts"
+        )
+        acc.add_row(
+            _fmt_pct(report.top1_agreement),
+            _fmt_pct(report.accuracy_fp32),
+            _fmt_pct(report.accuracy_int8),
+            delta or "-",
+        )
+        tables.append(acc)
+    if report.tensors:
+        worst = sorted(report.tensors, key=lambda t: t.sqnr_db)[:top]
+        tensors = Table(
+            title=f"Quantized activations, lowest SQNR first ({len(worst)} of "
+            f"{len(report.tensors)})"
+        )
+        tensors.add_column("tensor")
+        tensors.add_column("scale", justify="right")
+        tensors.add_column("SQNR dB", justify="right")
+        tensors.add_column("vs FP32 dB", justify="right")
+        tensors.add_column("clipped", justify="right")
+        for t in worst:
+            tensors.add_row(
+                t.name,
+                f"{t.scale:.6g}",
+                _fmt_db(t.sqnr_db),
+                _fmt_db(t.sqnr_vs_fp32_db),
+                f"{100 * t.clipped:.3f}%",
+            )
+        tables.append(tensors)
+    return tables
+
+
+def _sensitivity_table(ranking, mode: str, top: int):
+    from rich.table import Table
+
+    title = (
+        "Sensitivity: output SQNR with ONLY this layer quantized (lowest = most harmful)"
+        if mode == "only"
+        else "Sensitivity: gain when this layer alone stays in float (largest = most harmful)"
+    )
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column("node")
+    table.add_column("op")
+    table.add_column("output SQNR dB", justify="right")
+    if mode == "skip":
+        table.add_column("gain dB", justify="right")
+    table.add_column("top-1 agreement", justify="right")
+    for rank, row in enumerate(ranking[:top], start=1):
+        cells = [str(rank), row.node, row.op_type, _fmt_db(row.sqnr_db)]
+        if mode == "skip":
+            cells.append(_fmt_db(row.delta_db))
+        cells.append(_fmt_pct(row.top1_agreement))
+        table.add_row(*cells)
+    return table
+
+
+def eval_command(
+    model: ModelArg,
+    cache: CacheOpt,
+    data: dopt.DataArg,
+    labels: LabelsOpt = None,
+    json_out: JsonOpt = None,
+    batch: BatchOpt = 32,
+    exclude: ExcludeOpt = None,
+    allow_partial: AllowPartialOpt = False,
+    sensitivity: Annotated[
+        bool,
+        typer.Option(
+            "--sensitivity",
+            help="Also rank layers by how much their quantization moves the output.",
+        ),
+    ] = False,
+    sensitivity_mode: Annotated[
+        str,
+        typer.Option(
+            "--sensitivity-mode",
+            help="'only': quantize one layer at a time, rest float; 'skip': quantize all but "
+            "one layer.",
+        ),
+    ] = "only",
+    sensitivity_samples: Annotated[
+        int,
+        typer.Option(
+            "--sensitivity-samples",
+            min=1,
+            help="Samples used for each sensitivity run (one run per layer).",
+        ),
+    ] = 512,
+    top: TopOpt = 10,
+    subset_len: dopt.SubsetLen = None,
+    sample_method: dopt.SampleMethod = "sequential",
+    seed: dopt.Seed = 0,
+    resize: dopt.Resize = None,
+    crop: dopt.Crop = None,
+    mean: dopt.Mean = None,
+    std: dopt.Std = None,
+    scale: dopt.Scale = None,
+    layout: dopt.Layout = None,
+    channels: dopt.Channels = None,
+    interpolation: dopt.Interpolation = "bilinear",
+) -> None:
+    """Measure what INT8 costs: run the FP32 model and its Q/DQ version on the same data.
+
+    Prints top-1 agreement (and accuracy with labels), output cosine similarity and SQNR, and
+    the quantized activations with the lowest SQNR. --sensitivity ranks the layers to --exclude.
+    --data is the data to evaluate on (same formats as for calibration; use held-out data).
+
+    Example: trtcalib eval model.onnx --cache model.cache --data eval.npz --sensitivity
+    """
+    from trtcalib.console import console, make_progress
+    from trtcalib.evaluate import SENSITIVITY_MODES, evaluate
+    from trtcalib.evaluate import sensitivity as rank_layers
+
+    if sensitivity_mode not in SENSITIVITY_MODES:
+        raise ConfigError(
+            f"--sensitivity-mode must be one of {', '.join(SENSITIVITY_MODES)}, "
+            f"got {sensitivity_mode!r}"
+        )
+    _check_json_target(json_out)
+    options = dopt.data_options(
+        subset_len=subset_len,
+        sample_method=sample_method,
+        seed=seed,
+        resize=resize,
+        crop=crop,
+        mean=mean,
+        std=std,
+        scale=scale,
+        layout=layout,
+        channels=channels,
+        interpolation=interpolation,
+    )
+    fp32, cache_obj, result = _load_quantized(model, cache, exclude, allow_partial)
+    _report_result(result, cache)
+    source = _open_data(fp32, data, options)
+    label_values = _resolve_labels(labels, data, options, source.num_samples)
+
+    with make_progress() as progress:
+        task = progress.add_task("evaluating", total=source.num_samples)
+        report = evaluate(
+            fp32,
+            result.model,
+            source,
+            label_values,
+            batch,
+            progress=lambda n: progress.advance(task, n),
+        )
+    for table in _eval_tables(report, top):
+        console.print(table)
+
+    payload = {
+        "model": str(model),
+        "cache": str(cache),
+        "data": data,
+        "algorithm": cache_obj.algorithm,
+        "placement": {
+            "quantized": result.quantized,
+            "missing": result.missing,
+            "skipped": result.skipped,
+            "weights": result.weights,
+            "folded": result.folded,
+            "excluded": result.excluded,
+        },
+        "report": report.to_dict(),
+    }
+    if sensitivity:
+        with make_progress(unit="layers") as progress:
+            task = progress.add_task("sensitivity", total=len(result.layers))
+            ranking = rank_layers(
+                fp32,
+                dict(cache_obj.scales),
+                source,
+                mode=sensitivity_mode,
+                batch_size=batch,
+                max_samples=sensitivity_samples,
+                exclude=exclude or (),
+                progress=lambda n: progress.advance(task, n),
+            )
+        console.print(_sensitivity_table(ranking, sensitivity_mode, top))
+        payload["sensitivity"] = {
+            "mode": sensitivity_mode,
+            "layers": [vars(row) for row in ranking],
+        }
+    if json_out is not None:
+        _write_json(json_out, payload)
+
+
+def _parse_calibrators(text: str) -> list[str]:
+    from trtcalib.stats import available_algorithms
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ConfigError("--calibrators: give at least one name, e.g. entropy,minmax")
+    known = available_algorithms()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(
+            f"--calibrators: unknown {', '.join(unknown)} (available: {', '.join(known)})"
+        )
+    return list(dict.fromkeys(names))
+
+
+def compare_command(
+    model: ModelArg,
+    data: dopt.DataArg,
+    calibrators: Annotated[
+        str,
+        typer.Option(
+            "--calibrators",
+            help="Comma-separated calibration algorithms to try (see `trtcalib algorithms`).",
+        ),
+    ] = "entropy,minmax,percentile,mse",
+    batch: Annotated[
+        int, typer.Option("--batch", "-b", min=1, help="Calibration batch size.")
+    ] = 32,
+    eval_data: Annotated[
+        str | None,
+        typer.Option(
+            "--eval-data",
+            help="Held-out data to evaluate on (same formats as --data). Default: --data "
+            "itself, with a warning (accuracy measured on calibration data is optimistic).",
+            show_default=False,
+        ),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            "-l",
+            help="Integer class labels of the evaluation data, in its order: FILE.npy, FILE.npz "
+            "(array 'labels' or its only array) or FILE.npz:KEY. Default: the 'labels' array "
+            "of --eval-data (or --data) when it is an .npz.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: JsonOpt = None,
+    exclude: ExcludeOpt = None,
+    histogram: Annotated[
+        str,
+        typer.Option("--histogram", help="Histogram policy for calibration: exact or trt."),
+    ] = "exact",
+    subset_len: dopt.SubsetLen = None,
+    sample_method: dopt.SampleMethod = "sequential",
+    seed: dopt.Seed = 0,
+) -> None:
+    """Calibrate with several algorithms and compare their INT8 accuracy in one table.
+
+    Each calibrator's scales become a Q/DQ model (as `trtcalib qdq`) that is evaluated against
+    FP32 on --eval-data (as `trtcalib eval`). --subset-len/--sample-method/--seed apply to the
+    calibration data only.
+
+    Example: trtcalib compare model.onnx --data calib.npz --eval-data val.npz
+    """
+    from rich.table import Table
+
+    from trtcalib.calibrate import CalibrationSettings, calibrate
+    from trtcalib.console import console, make_progress, warn
+    from trtcalib.data import DataOptions
+    from trtcalib.evaluate import evaluate
+    from trtcalib.model import load_model
+    from trtcalib.qdq import quantize_model
+
+    names = _parse_calibrators(calibrators)
+    if histogram not in ("exact", "trt"):
+        raise ConfigError(f"--histogram must be exact or trt, got {histogram!r}")
+    _check_json_target(json_out)
+    fp32 = load_model(model)
+    calib_options = dopt.data_options(subset_len=subset_len, sample_method=sample_method, seed=seed)
+    calib_source = _open_data(fp32, data, calib_options)
+    if eval_data is None:
+        eval_spec, eval_options = data, calib_options
+    else:
+        eval_spec, eval_options = eval_data, DataOptions()
+    eval_source = _open_data(fp32, eval_spec, eval_options)
+    label_values = _resolve_labels(labels, eval_spec, eval_options, eval_source.num_samples)
+    if eval_data is None:
+        warn(
+            "evaluating on the calibration data (--eval-data not given): accuracy on data the "
+            "scales were fitted to is optimistic"
+        )
+
+    rows = []
+    for name in names:
+        settings = CalibrationSettings(calibrator=name, batch_size=batch, histogram=histogram)
+        calibrated = calibrate(fp32, calib_source, settings, progress=True)
+        result = quantize_model(fp32, dict(calibrated.cache.scales), exclude or ())
+        with make_progress() as progress:
+            task = progress.add_task(f"evaluating {name}", total=eval_source.num_samples)
+            report = evaluate(
+                fp32,
+                result.model,
+                eval_source,
+                label_values,
+                batch,
+                progress=lambda n, task=task, progress=progress: progress.advance(task, n),
+            )
+        rows.append((name, calibrated, result, report))
+
+    first = rows[0][3]
+    table = Table(title=f"INT8 (Q/DQ) vs FP32 on {first.num_samples} samples of {eval_spec}")
+    table.add_column("calibrator", no_wrap=True)
+    table.add_column("agree", justify="right", no_wrap=True)
+    if label_values is not None:
+        table.add_column("INT8 acc", justify="right", no_wrap=True)
+        table.add_column("Δ pts", justify="right", no_wrap=True)
+    table.add_column("cosine", justify="right", no_wrap=True)
+    table.add_column("SQNR", justify="right", no_wrap=True)
+    table.add_column("min tensor", justify="right", no_wrap=True)
+    for name, _, _result, report in rows:
+        out = report.outputs[0] if report.outputs else None
+        cells = [name, _fmt_pct(report.top1_agreement)]
+        if label_values is not None:
+            cells.append(_fmt_pct(report.accuracy_int8))
+            cells.append(
+                f"{100 * (report.accuracy_int8 - report.accuracy_fp32):+.2f}"
+                if report.accuracy_int8 is not None
+                else "-"
+            )
+        cells.append("-" if out is None else f"{out.cosine:.4f}")
+        cells.append("-" if out is None else _fmt_db(out.sqnr_db))
+        worst = min(report.tensors, key=lambda t: t.sqnr_db, default=None)
+        cells.append("-" if worst is None else _fmt_db(worst.sqnr_db))
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        "agree: top-1 agreement with FP32; SQNR: output SQNR in dB; min tensor: lowest "
+        "per-tensor SQNR (dB) of the quantized activations"
+    )
+    if first.accuracy_fp32 is not None:
+        console.print(f"FP32 accuracy: {_fmt_pct(first.accuracy_fp32)}")
+    best = max(rows, key=lambda r: r[3].outputs[0].sqnr_db if r[3].outputs else -math.inf)
+    console.print(f"highest output SQNR: {best[0]}")
+    for name, _, _result, report in rows:
+        worst = min(report.tensors, key=lambda t: t.sqnr_db, default=None)
+        if worst is not None:
+            console.print(f"worst tensor ({name}): {worst.name} {_fmt_db(worst.sqnr_db)} dB")
+    if json_out is not None:
+        _write_json(
+            json_out,
+            {
+                "model": str(model),
+                "data": data,
+                "eval_data": eval_spec,
+                "batch": batch,
+                "results": [
+                    {
+                        "calibrator": name,
+                        "algorithm": calibrated.cache.algorithm,
+                        "missing": result.missing,
+                        "report": report.to_dict(),
+                    }
+                    for name, calibrated, result, report in rows
+                ],
+            },
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("qdq")(qdq_command)
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)
