@@ -1,0 +1,244 @@
+"""`trtcalib build` and `trtcalib env` on a machine without GPU: everything up to the boundary,
+then exit 3 with one line naming what is missing and the command that finishes the job."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import tinymodels
+
+from trtcalib.cache import read_cache, read_provenance
+
+CACHE = "caches/model.entropy.b8.cache"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder with model.onnx (dynamic batch) and calib.npz (20 samples); cwd is there."""
+    monkeypatch.chdir(tmp_path)
+    tinymodels.save(tinymodels.conv_model(), tmp_path)
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "calib.npz", input=rng.normal(size=(20, 3, 8, 8)).astype(np.float32))
+    return tmp_path
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """This process cannot import TensorRT (whatever else the test session loaded)."""
+    for name in ("tensorrt", "tensorrt_bindings"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def _one_error_line(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr
+    return errors[0]
+
+
+def _finish_command(line: str) -> list[str]:
+    marker = "finish on a GPU host with: "
+    assert marker in line, line
+    return shlex.split(line.split(marker, 1)[1])
+
+
+BUILD = ("build", "model.onnx", "--data", "calib.npz", "--batch", "8", "--no-progress")
+
+
+def test_without_tensorrt_calibrates_on_cpu_then_exits_3(cli, workdir, no_tensorrt):
+    result = cli(*BUILD)
+    assert result.exit_code == 3
+    line = _one_error_line(result.stderr)
+    assert "TensorRT" in line and "not" in line  # names what is missing
+    cache = read_cache(workdir / CACHE)
+    assert cache.algorithm == "EntropyCalibration2"
+    assert cache.trt_version == 101601
+    assert "input" in cache.scales and "logits" in cache.scales
+    prov = read_provenance(workdir / CACHE)
+    assert prov.batch_size == 8 and prov.num_samples == 16  # 20 samples, last 4 dropped
+    assert prov.extra["last_batch"] == "drop"
+    assert not (workdir / "engines" / "model.entropy.b8.engine").exists()
+    command = _finish_command(line)
+    assert command[:3] == ["trtcalib", "build", "model.onnx"]
+    assert command[command.index("--cache") + 1] == CACHE
+    assert command[command.index("--reuse-cache") + 1] == "always"
+    assert "--data" not in command  # the GPU host needs only the model and the cache
+    # the printed command works as printed (here it stops at the same boundary, reusing the cache)
+    before = (workdir / CACHE).read_bytes()
+    again = cli(*command[1:], "--no-progress")
+    assert again.exit_code == 3
+    assert "without checks" in again.stderr and "calibrating" not in again.stderr
+    assert (workdir / CACHE).read_bytes() == before
+
+
+def test_auto_reuse_skips_calibration_and_says_so(cli, workdir, no_tensorrt):
+    assert cli(*BUILD).exit_code == 3
+    stamp = (workdir / CACHE).stat().st_mtime_ns
+    result = cli(*BUILD)
+    assert result.exit_code == 3
+    assert "reusing caches/model.entropy.b8.cache" in result.stderr
+    assert "calibration skipped" in result.stderr
+    assert (workdir / CACHE).stat().st_mtime_ns == stamp
+    # other data: provenance no longer matches, so it recalibrates and says why
+    rng = np.random.default_rng(4)
+    np.savez(workdir / "other.npz", input=rng.normal(size=(20, 3, 8, 8)).astype(np.float32))
+    changed = cli("build", "model.onnx", "--data", "other.npz", "--batch", "8", "--no-progress")
+    assert changed.exit_code == 3
+    assert "not reusing" in changed.stderr and "data" in changed.stderr
+    assert "calibrating on the CPU" in changed.stderr
+
+
+def test_tensorrt_11_target_writes_the_qdq_model(cli, workdir, no_tensorrt):
+    result = cli(*BUILD, "--trt-version", "11")
+    assert result.exit_code == 3
+    line = _one_error_line(result.stderr)
+    qdq_path = workdir / "engines" / "model.entropy.b8.qdq.onnx"
+    assert str(qdq_path.relative_to(workdir)) in line
+    model = onnx.load(str(qdq_path))
+    ops = [node.op_type for node in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert read_cache(workdir / CACHE).trt_version == 110400
+    assert "--trt-version" in line and _finish_command(line)[-1] == "11"
+
+
+def test_percentile_without_tensorrt_writes_a_minmax_header_cache(cli, workdir, no_tensorrt):
+    result = cli(*BUILD, "--calibrator", "percentile", "--percentile", "99.9")
+    assert result.exit_code == 3
+    cache = read_cache(workdir / "caches" / "model.percentile.b8.cache")
+    assert cache.algorithm == "MinMaxCalibration"
+    assert read_provenance(workdir / "caches" / "model.percentile.b8.cache").params["percentile"]
+
+
+def test_real_tensorrt_10_bindings_without_gpu_stop_cleanly(cli, workdir, trt10):
+    """The real 10.16 bindings import (stubs); trt.Builder(logger) fails; we exit 3."""
+    result = cli(*BUILD)
+    assert result.exit_code == 3
+    line = _one_error_line(result.stderr)
+    assert "TensorRT 10.16.1.11 could not create a builder" in line
+    assert "target: TensorRT 10.16.1.11 (implicit)" in result.stderr
+    assert read_cache(workdir / CACHE).trt_version == 101601
+
+
+def test_real_tensorrt_11_bindings_without_gpu_stop_cleanly(workdir, env_for):
+    proc = subprocess.run(
+        [sys.executable, "-m", "trtcalib", *BUILD],
+        env=env_for(11),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 3, proc.stderr
+    line = _one_error_line(proc.stderr)
+    assert "TensorRT 11.4.0.106 could not create a builder" in line
+    assert "target: TensorRT 11.4.0.106 (explicit)" in proc.stderr
+    assert (workdir / "engines" / "model.entropy.b8.qdq.onnx").is_file()
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--calibrator", "nope"), "nope"),
+        (("--last-batch", "keep"), "--last-batch"),
+        (("--reuse-cache", "maybe"), "--reuse-cache"),
+        (("--workspace", "0"), "--workspace"),
+        (("--trt-version", "9"), "--trt-version"),
+        (("--percentile", "0"), "--percentile"),
+        (("--param", "quantile"), "--param"),
+        (("--cuda", "opencl"), "--cuda"),
+        (("--batch", "0"), "--batch"),
+    ],
+)
+def test_bad_options_are_one_line_errors_and_write_nothing(
+    cli, workdir, no_tensorrt, extra, message
+):
+    result = cli(*BUILD, *extra)
+    assert result.exit_code == 2
+    assert message in _one_error_line(result.stderr)
+    assert not (workdir / "caches").exists() and not (workdir / "engines").exists()
+
+
+def test_fixed_batch_model_with_another_batch(cli, workdir, no_tensorrt):
+    tinymodels.save(tinymodels.conv_model(batch=1), workdir, "fixed.onnx")
+    np.savez(workdir / "one.npz", input=np.zeros((4, 3, 8, 8), np.float32))
+    result = cli("build", "fixed.onnx", "--data", "one.npz", "--batch", "8")
+    assert result.exit_code == 2
+    line = _one_error_line(result.stderr)
+    assert "fixed.onnx" in line and "'input'" in line and "--batch 1" in line
+    assert not (workdir / "caches").exists()
+
+
+def test_no_data_and_no_cache(cli, workdir, no_tensorrt):
+    result = cli("build", "model.onnx", "--batch", "8")
+    assert result.exit_code == 2
+    assert "--data" in _one_error_line(result.stderr)
+    assert not (workdir / "caches").exists()
+
+
+def test_missing_model(cli, workdir, no_tensorrt):
+    result = cli("build", "missing.onnx", "--data", "calib.npz")
+    assert result.exit_code == 2
+    assert "missing.onnx" in _one_error_line(result.stderr)
+
+
+def test_reuse_always_refuses_a_cache_of_another_algorithm(cli, workdir, no_tensorrt):
+    assert cli(*BUILD, "--calibrator", "minmax").exit_code == 3
+    result = cli(
+        "build",
+        "model.onnx",
+        "--batch",
+        "8",
+        "--reuse-cache",
+        "always",
+        "--cache",
+        "caches/model.minmax.b8.cache",
+    )
+    assert result.exit_code == 2
+    assert "MinMaxCalibration" in _one_error_line(result.stderr)
+
+
+# ------------------------------------------------------------------ env
+
+
+def test_env_json_without_tensorrt(cli, no_tensorrt):
+    result = cli("env", "--json")
+    assert result.exit_code == 0
+    env = json.loads(result.stdout)
+    assert env["tensorrt"]["loaded"] is False
+    paths = {p["name"]: p for p in env["build_paths"]}
+    assert paths["CPU calibration, cache and Q/DQ model"]["runs_here"] is True
+    assert not any(p["runs_here"] for name, p in paths.items() if "engine" in name)
+    assert {c["backend"] for c in env["cuda"]} == {"cuda-python", "pycuda"}
+
+
+def test_env_table_with_real_tensorrt_10(cli, trt10):
+    result = cli("env")
+    assert result.exit_code == 0
+    assert "10.16.1.11 (implicit: calibrators)" in result.stdout
+    assert "could not create a builder" in result.stdout
+    env = json.loads(cli("env", "--json").stdout)
+    assert env["tensorrt"]["quantization"] == "implicit" and env["tensorrt"]["loaded"] is True
+
+
+def test_env_with_real_tensorrt_11(workdir, env_for):
+    proc = subprocess.run(
+        [sys.executable, "-m", "trtcalib", "env", "--json"],
+        env=env_for(11),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    env = json.loads(proc.stdout)
+    assert env["tensorrt"]["version"] == "11.4.0.106"
+    assert env["tensorrt"]["quantization"] == "explicit"
+    paths = {p["name"]: p for p in env["build_paths"]}
+    assert "no calibrators" in paths["TensorRT 10 INT8 engine (calibrators)"]["reason"]

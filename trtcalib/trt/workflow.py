@@ -1,0 +1,379 @@
+"""`trtcalib build` end to end: reuse or make the scales, then build the engine where possible.
+
+The order is chosen so that a machine without TensorRT or a GPU still does every step it can:
+1. resolve the target TensorRT (the one installed, or --trt-version) and the paths;
+2. reuse a cache whose provenance matches (auto), any readable cache (always), or none (never);
+3. TensorRT 10 (implicit): with TensorRT and a GPU, our calibrator feeds TensorRT (or hands it the
+   reused/CPU-computed cache); without, trtcalib's CPU calibration writes the cache.
+   TensorRT 11 (explicit): scales from the cache or the CPU calibration become a Q/DQ ONNX;
+4. build the engine, or stop with TensorRTUnavailableError (exit 3) naming what is missing and the
+   exact command that finishes the job on a GPU host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtcalib.console import info
+from trtcalib.errors import ConfigError, DataError, ModelError, TensorRTUnavailableError
+from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, TensorRTInfo, probe_tensorrt, version_major
+
+REUSE_MODES = ("auto", "always", "never")
+LAST_BATCH = ("drop", "pad")
+NATIVE = ("entropy", "minmax", "legacy")  # algorithms TensorRT 10 runs itself
+DEFAULT_VERSIONS = {10: "10.16.1", 11: "11.4.0"}  # cache header versions when none is installed
+
+
+@dataclass
+class BuildOptions:
+    model: Path
+    calibrator: str = "entropy"
+    batch: int = 32
+    data: str | None = None
+    data_options: Any = None
+    cache: Path | None = None
+    engine: Path | None = None
+    reuse_cache: str = "auto"
+    fp16: bool = False
+    workspace_mb: int | None = None
+    trt_version: str | None = None  # None: the installed TensorRT, else 10.x
+    last_batch: str = "drop"
+    params: dict[str, float] = field(default_factory=dict)
+    backend: str = "cuda-python"
+    progress: bool = True
+
+
+@dataclass
+class BuildReport:
+    engine: Path | None = None
+    cache: Path | None = None
+    qdq_model: Path | None = None
+    target: str = ""  # "TensorRT 10 (implicit)" ...
+    scales_from: str = ""  # "reused cache", "TensorRT calibration", "CPU calibration"
+    batches: int | None = None
+    samples: int | None = None
+    padded: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def default_engine_path(model: Path, calibrator: str, batch: int) -> Path:
+    return Path("engines") / f"{model.stem}.{calibrator}.b{batch}.engine"
+
+
+def default_cache_path(model: Path, calibrator: str, batch: int) -> Path:
+    return Path("caches") / f"{model.stem}.{calibrator}.b{batch}.cache"
+
+
+def _check_options(o: BuildOptions) -> None:
+    if o.reuse_cache not in REUSE_MODES:
+        raise ConfigError(
+            f"--reuse-cache must be one of {', '.join(REUSE_MODES)}, got {o.reuse_cache!r}"
+        )
+    if o.last_batch not in LAST_BATCH:
+        raise ConfigError(
+            f"--last-batch must be drop or pad for TensorRT (every batch at the OPT shape), "
+            f"got {o.last_batch!r}"
+        )
+    if o.batch < 1:
+        raise ConfigError(f"--batch must be a positive integer, got {o.batch}")
+    if o.workspace_mb is not None and o.workspace_mb < 1:
+        raise ConfigError(f"--workspace must be a positive number of MiB, got {o.workspace_mb}")
+    if o.backend not in ("cuda-python", "pycuda"):
+        raise ConfigError(f"--cuda must be cuda-python or pycuda, got {o.backend!r}")
+
+
+def target_version(requested: str | None, found: TensorRTInfo) -> tuple[int, str]:
+    """(major, version text for cache headers) of the TensorRT the build is for."""
+    if requested is None:
+        if found.version is not None and found.major is not None:
+            return found.major, found.version
+        return LAST_IMPLICIT_MAJOR, DEFAULT_VERSIONS[LAST_IMPLICIT_MAJOR]
+    major = version_major(requested)
+    if major is None or major < 10 or not requested.replace(".", "").isdigit():
+        raise ConfigError(
+            f"--trt-version: expected 10, 11 or a version such as 10.16.1, got {requested!r}"
+        )
+    if found.version is not None and found.major == major and "." not in requested:
+        return major, found.version
+    return major, requested if "." in requested else DEFAULT_VERSIONS.get(major, f"{major}.0.0")
+
+
+def opt_shapes(specs: list[Any], batch: int, model: Path) -> dict[str, tuple[int, ...]]:
+    """Every input's calibration (OPT) shape: the leading dim is the batch."""
+    shapes = {}
+    for spec in specs:
+        dims = list(spec.shape)
+        if not dims:
+            raise ModelError(f"{model}: input '{spec.name}' is a scalar: it has no batch dimension")
+        first = dims[0]
+        if isinstance(first, int) and first != batch:
+            raise ConfigError(
+                f"{model}: input '{spec.name}' has a fixed batch of {first}, not --batch {batch} "
+                f"(use --batch {first}, or export the model with a dynamic batch)"
+            )
+        for i, d in enumerate(dims[1:], start=1):
+            if not isinstance(d, int):
+                raise ModelError(
+                    f"{model}: input '{spec.name}' dimension {i} is dynamic ({d or '?'}): "
+                    "trtcalib build needs fixed dimensions besides the batch"
+                )
+        shapes[spec.name] = (batch, *dims[1:])
+    return shapes
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a file path")
+    probe = path.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{path}: {probe} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
+
+
+def finish_command(o: BuildOptions, major: int, cache: Path, engine: Path) -> str:
+    """The command that completes this build on a GPU host from the cache written here."""
+    parts = ["trtcalib", "build", str(o.model), "--calibrator", o.calibrator]
+    parts += ["--batch", str(o.batch), "--cache", str(cache), "--reuse-cache", "always"]
+    parts += ["--engine", str(engine), "--trt-version", str(major)]
+    if o.fp16:
+        parts.append("--fp16")
+    if o.workspace_mb:
+        parts += ["--workspace", str(o.workspace_mb)]
+    return shlex.join(parts)
+
+
+def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: Any, major: int):
+    """The cache to reuse, or None (after saying why)."""
+    from trtcalib.cache import read_cache, reuse_decision, trt_algorithm_name
+
+    if o.reuse_cache == "never" or not path.exists():
+        return None
+    expected = trt_algorithm_name(o.calibrator)
+    if o.reuse_cache == "always":
+        cache = read_cache(path)
+        if major <= LAST_IMPLICIT_MAJOR and cache.algorithm != expected:
+            raise ConfigError(
+                f"{path}: a {cache.algorithm} cache cannot seed the {o.calibrator} calibrator "
+                f"(TensorRT needs {expected}); use --calibrator matching the cache or "
+                "--reuse-cache never"
+            )
+        info(f"reusing {path} without checks (--reuse-cache always): calibration skipped")
+        return cache
+    from trtcalib.calibrate import data_fingerprint
+    from trtcalib.fingerprint import model_fingerprint
+
+    full = settings.check()
+    decision = reuse_decision(
+        path,
+        model_fingerprint=model_fingerprint(model),
+        data_fingerprint=None
+        if source is None
+        else data_fingerprint(source, o.batch, o.last_batch),
+        algorithm=o.calibrator,
+        params=settings.provenance_params(full),
+        batch_size=o.batch,
+        histogram=None,  # a CPU-made cache (any histogram policy) or TensorRT's own: both fine
+        trt_version=settings.trt_version,
+        tensor_names=None,  # the model fingerprint already pins the tensors
+    )
+    if decision.reusable and decision.provenance is not None:
+        made_by = decision.provenance.extra.get("calibrated_by", "trtcalib on the CPU")
+        info(f"reusing {path}: its provenance matches (made by {made_by}): calibration skipped")
+        return decision.cache
+    reasons = decision.reasons or ["it has no provenance sidecar, so nothing can be checked"]
+    info(f"not reusing {path}: " + "; ".join(reasons))
+    return None
+
+
+def _cpu_calibration(
+    model_path: Path, model: Any, source: Any, settings: Any, path: Path, o
+) -> Any:
+    from trtcalib.cache import write_cache
+    from trtcalib.calibrate import calibrate
+
+    if source is None:
+        raise DataError(f"no --data to calibrate {model_path} and no cache to reuse at {path}")
+    info(
+        f"calibrating on the CPU with trtcalib ({o.calibrator}, batch {o.batch}, "
+        f"last batch: {o.last_batch})"
+    )
+    result = calibrate(model, source, settings, progress=o.progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_cache(path, result.cache, result.provenance)
+    info(f"wrote {path} ({len(result.cache.scales)} tensors) and its provenance")
+    return result.cache
+
+
+def _save_onnx(model: Any, path: Path) -> None:
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _blocker(found: TensorRTInfo, major: int) -> tuple[str | None, Any]:
+    """(what stops the engine build here, or None; a TensorRT builder when there is one)."""
+    if not found.loaded:
+        what = found.error or "TensorRT does not import"
+        if found.version:
+            what = f"TensorRT {found.version} is installed but {what}"
+        return what, None
+    if found.major != major:
+        return f"TensorRT {major} is needed but this machine has TensorRT {found.version}", None
+    from trtcalib.trt.builder import make_builder
+
+    try:
+        return None, make_builder()[0]
+    except TensorRTUnavailableError as exc:
+        return str(exc), None
+
+
+def run_build(o: BuildOptions) -> BuildReport:
+    """Do everything this machine can; TensorRTUnavailableError (exit 3) at the GPU boundary."""
+    from trtcalib.cache import Provenance, encode_trt_version
+    from trtcalib.calibrate import CalibrationSettings
+    from trtcalib.model import input_specs, load_model
+    from trtcalib.stats import get_algorithm
+
+    _check_options(o)
+    get_algorithm(o.calibrator)  # unknown calibrator: one-line error listing the known ones
+    found = probe_tensorrt()
+    major, version = target_version(o.trt_version, found)
+    implicit = major <= LAST_IMPLICIT_MAJOR
+    report = BuildReport(target=f"TensorRT {version} ({'implicit' if implicit else 'explicit'})")
+    settings = CalibrationSettings(
+        calibrator=o.calibrator,
+        params=dict(o.params),
+        batch_size=o.batch,
+        trt_version=encode_trt_version(version),
+        last_batch=o.last_batch,
+    )
+    settings.check()
+    cache_path = o.cache or default_cache_path(o.model, o.calibrator, o.batch)
+    engine_path = o.engine or default_engine_path(o.model, o.calibrator, o.batch)
+    _check_writable(cache_path)
+    _check_writable(engine_path)
+    model = load_model(o.model)
+    specs = input_specs(model)
+    shapes = opt_shapes(specs, o.batch, o.model)
+    source = None
+    if o.data is not None:
+        from trtcalib.data import DataOptions, open_source
+
+        source = open_source(o.data, specs, o.data_options or DataOptions())
+        info(f"data: {source.describe()}")
+    report.cache = cache_path
+    info(
+        f"target: {report.target}; calibration batches of {o.batch} (the OPT shape), "
+        f"last partial batch: {o.last_batch}"
+    )
+
+    cache = _reusable(o, cache_path, model, source, settings, major)
+    if cache is None and source is None:
+        raise DataError(
+            f"no --data given and no reusable cache at {cache_path}: give --data to calibrate"
+        )
+    blocker, builder = _blocker(found, major)
+    from trtcalib.trt.builder import EngineRequest, timing_cache_path
+
+    request = EngineRequest(
+        onnx_path=o.model,
+        engine_path=engine_path,
+        opt_shapes=shapes,
+        fp16=o.fp16,
+        workspace_mb=o.workspace_mb,
+        timing_cache_path=timing_cache_path(engine_path),
+        notes=report.notes,
+    )
+    stop = f"finish on a GPU host with: {finish_command(o, major, cache_path, engine_path)}"
+
+    if implicit:
+        native = o.calibrator in NATIVE
+        backend = None
+        if blocker is None and cache is None and native:
+            from trtcalib.trt.device import make_backend
+
+            try:
+                backend = make_backend(o.backend)
+            except TensorRTUnavailableError as exc:
+                blocker = str(exc)
+        if blocker is not None:
+            if cache is None:
+                _cpu_calibration(o.model, model, source, settings, cache_path, o)
+                report.scales_from = "CPU calibration"
+            raise TensorRTUnavailableError(f"{blocker}; the cache {cache_path} is ready: {stop}")
+        from trtcalib.fingerprint import model_fingerprint
+        from trtcalib.trt.calibrators import calibrator_class
+        from trtcalib.trt.device import InputBuffer
+
+        template = Provenance(
+            algorithm=o.calibrator,
+            params=settings.provenance_params(settings.check()),
+            model_fingerprint=model_fingerprint(model),
+            inputs=specs,
+            extra={"source": source.describe() if source is not None else None},
+        )
+        inputs = [InputBuffer(s.name, shapes[s.name], s.dtype) for s in specs]
+        cls = calibrator_class(o.calibrator)
+        calib = cls(
+            source,
+            settings,
+            inputs=inputs,
+            cache=cache,
+            cache_path=cache_path,
+            provenance=template,
+            backend=backend or o.backend,  # created only if TensorRT asks for batches
+            progress=o.progress,
+        )
+        if cache is None and not native:
+            calib.prepare(o.model)
+            report.scales_from = "CPU calibration (handed to TensorRT as a cache)"
+        from trtcalib.trt.implicit import build_implicit
+
+        build_implicit(request, calib, builder)
+        if calib.batches_fed:
+            report.scales_from = "TensorRT calibration"
+            report.batches, report.samples = calib.batches_fed, calib.samples_fed
+            report.padded = calib.padded_samples
+        report.scales_from = report.scales_from or "reused cache"
+        report.engine = engine_path
+        return report
+
+    # explicit: TensorRT 11 has no calibrators, the scales become Q/DQ nodes
+    if cache is None:
+        cache = _cpu_calibration(o.model, model, source, settings, cache_path, o)
+        report.scales_from = "CPU calibration"
+    from trtcalib.qdq import quantize_model
+
+    qdq = quantize_model(model, dict(cache.scales))
+    qdq_path = engine_path.with_name(engine_path.stem + ".qdq.onnx")
+    _save_onnx(qdq.model, qdq_path)
+    report.qdq_model = qdq_path
+    info(f"wrote {qdq_path} ({len(qdq.quantized)} tensors quantized)")
+    if blocker is not None:
+        raise TensorRTUnavailableError(f"{blocker}; the Q/DQ model {qdq_path} is ready: {stop}")
+    from trtcalib.trt.explicit import build_explicit
+
+    build_explicit(dataclasses.replace(request, onnx_path=qdq_path), builder)
+    report.scales_from = report.scales_from or "reused cache"
+    report.engine = engine_path
+    return report
