@@ -1,0 +1,108 @@
+"""Accuracy of every studied setting through the Q/DQ model (trtcalib.qdq + trtcalib.evaluate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from trtcalib.errors import DataError
+from trtcalib.study.results import StudyResult
+
+
+def load_labels(spec: str | Path) -> np.ndarray:
+    """Integer class per sample: FILE.npy, or FILE.npz[:KEY] (KEY default 'labels', or the only
+    array in the file)."""
+    text = str(spec)
+    key = None
+    head, sep, tail = text.rpartition(":")
+    if sep and head.lower().endswith(".npz"):
+        text, key = head, tail
+    path = Path(text)
+    if not path.is_file():
+        raise DataError(f"{path}: no such labels file")
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                names = list(z.files)
+                if key is None:
+                    key = "labels" if "labels" in names else (names[0] if len(names) == 1 else None)
+                if key is None or key not in names:
+                    raise DataError(
+                        f"{path}: no array {key or 'labels'!r} (has: {', '.join(names)}); "
+                        "use FILE.npz:KEY"
+                    )
+                labels = np.asarray(z[key])
+        else:
+            labels = np.load(path, allow_pickle=False)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read labels ({type(exc).__name__})") from exc
+    labels = np.asarray(labels).reshape(-1) if np.asarray(labels).ndim <= 1 else labels
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{path}: labels must be a 1-D integer array, got {labels.dtype} {list(labels.shape)}"
+        )
+    return labels
+
+
+def accuracy_sweep(
+    model: onnx.ModelProto,
+    source: object,
+    labels: np.ndarray,
+    result: StudyResult,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Top-1 accuracy of the Q/DQ model for the exact reference and every (batch size, order).
+
+    Settings whose scales are identical (common at large batches) are evaluated once.
+    """
+    from trtcalib.console import make_progress
+    from trtcalib.evaluate import evaluate
+    from trtcalib.qdq import quantize_model
+    from trtcalib.stats import scale_from_amax
+
+    def scales_for(policy: str, batch: int, order: int) -> dict[str, float]:
+        return {
+            r.tensor: float(scale_from_amax(r.amax))
+            for r in result.runs
+            if r.policy == policy and r.batch_size == batch and r.order == order
+        }
+
+    settings = [("exact", 0, -1)] + [
+        ("trt", b, k) for b in result.batch_sizes for k in range(result.orders)
+    ]
+    memo: dict[tuple[tuple[str, float], ...], float] = {}
+    accuracy: dict[tuple[str, int, int], float] = {}
+    float_accuracy = None
+    with make_progress("settings") as bar:
+        task = bar.add_task("Q/DQ accuracy", total=len(settings), visible=progress)
+        for policy, b, k in settings:
+            scales = scales_for(policy, b, k)
+            key = tuple(sorted(scales.items()))
+            if key not in memo:
+                qdq = quantize_model(model, scales)
+                report = evaluate(model, qdq.model, source, labels, per_tensor=False)
+                if report.accuracy_int8 is None:
+                    raise DataError(
+                        "labels given but the model has no classifier-like output [N, classes]"
+                    )
+                memo[key] = report.accuracy_int8
+                float_accuracy = report.accuracy_fp32
+            accuracy[(policy, b, k)] = memo[key]
+            bar.advance(task)
+    return {
+        "metric": "top-1 accuracy",
+        "float": float_accuracy,
+        "exact": accuracy[("exact", 0, -1)],
+        "distinct_scale_sets": len(memo),
+        "settings": [
+            {"batch_size": b, "order": k, "accuracy": accuracy[("trt", b, k)]}
+            for b in result.batch_sizes
+            for k in range(result.orders)
+        ],
+    }
