@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trtcalib.stats import TensorCollector
+from trtcalib.stats import TensorCollector, compute_amax
 
 N = 128  # smallest allowed bin count keeps the pure-Python references fast
 
@@ -46,9 +46,11 @@ class RefTrtHistogram:
                     self.range *= 2
             else:
                 old_w = self.range / self.n
-                r = self.range
-                while r < m:
-                    r = max(r * r, 2 * r)
+                r = m * m  # the square of the new max (the article: 2.4 -> 5.76) ...
+                if r < m:  # ... which cannot cover a max below 1: then double, as pow2
+                    r = self.range
+                    while r < m:
+                        r *= 2
                 new_w = r / self.n
                 new = [0.0] * self.n
                 for k, c in enumerate(self.counts):
@@ -106,11 +108,22 @@ class TestTrtPolicy:
             assert s.counts.sum() == pytest.approx(s.count)
 
     def test_square_rule_example(self):
+        # the article's worked example: 1.54 then 2.4 -> range 2.4^2 = 5.76; 2.4 then 1.54 -> 2.4
         c = TensorCollector("t", num_bins=N, histogram="trt", growth="square")
+        c.collect(np.array([1.54], dtype=np.float64))
         c.collect(np.array([2.4], dtype=np.float64))
-        c.collect(np.array([3.0], dtype=np.float64))
         assert c.result().range_max == pytest.approx(5.76)
         assert c.result().growth_events == 1
+        c = TensorCollector("t", num_bins=N, histogram="trt", growth="square")
+        c.collect(np.array([2.4], dtype=np.float64))
+        c.collect(np.array([1.54], dtype=np.float64))
+        assert c.result().range_max == 2.4 and c.result().growth_events == 0
+
+    def test_square_rule_below_one_doubles(self):
+        c = TensorCollector("t", num_bins=N, histogram="trt", growth="square")
+        c.collect(np.array([0.3], dtype=np.float64))
+        c.collect(np.array([0.5], dtype=np.float64))  # 0.25 < 0.5: double 0.3 -> 0.6
+        assert c.result().range_max == pytest.approx(0.6)
 
     def test_pow2_late_growth_leaves_upper_half_empty(self):
         c = TensorCollector("t", histogram="trt")
@@ -215,3 +228,13 @@ def _collect_all(parts, n):
     for p in parts:
         c.collect(p)
     return c
+
+
+def test_exact_policy_survives_float64_values_below_2_to_the_minus_1000():
+    # the fine-histogram scale 2**(log2 F - e) overflowed for e < -1008 (subnormal float64)
+    c = TensorCollector("tiny", histogram="exact")
+    c.collect(np.array([5e-324, 1e-320, 0.0, -2e-310]))
+    s = c.result()
+    assert s.amax == 2e-310 and s.count == 4
+    assert s.counts.sum() == 4
+    assert compute_amax(s, "minmax") == 2e-310

@@ -4,11 +4,19 @@ numba (when installed) fuses each pass into one loop over the data; without numb
 functions run as numpy expressions. Both paths give bit-identical results: bin indices are
 `floor(float64(|x|) * scale)` in both (tests compare them). Set TRTCALIB_NO_NUMBA=1 to force the
 numpy path.
+
+Per-batch cost of `TensorCollector.collect` (float32): numpy's SIMD min/max (all-finite batches;
+an integer-bits kernel otherwise), then the fill. The `trt` fill counts into four int32
+sub-histograms; the `exact` fill (count + smallest/largest |x| per fine bin) updates its float64
+arrays in place, or for large float32 batches goes through a compact uint32 table indexed in
+float32 (exact for its power-of-two scales). benchmarks/bench_stats.py measures them.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -86,56 +94,165 @@ def _build_numba():
         return nan_count, inf_count, finite_count, lo, hi
 
     @numba.njit(cache=True, nogil=True)
-    def fill(flat, counts, scale):
-        # Two steps per chunk: bin indices (vectorisable), then increments spread over four
-        # sub-histograms so repeated hits on one bin do not wait on each other. Non-finite
-        # values get the dummy index n and are dropped.
+    def summary_f32(bits):
+        # `summary` for float32 seen as int32 bits, in integer arithmetic so the loop
+        # vectorises without fastmath: NaN/inf from the exponent bits, and min/max over keys
+        # that order like the floats (negative values get their magnitude bits flipped).
+        # -0.0 orders below +0.0 here while `summary` keeps the first of equal values, so the
+        # caller reruns `summary` when both zeros occur and a zero is the min or max.
+        nan_count = 0
+        inf_count = 0
+        kmin = np.int32(0x7FFFFFFF)
+        kmax = np.int32(-0x80000000)
+        pos_zero = False
+        neg_zero = False
+        for i in range(bits.shape[0]):
+            b = bits[i]
+            mag = b & np.int32(0x7FFFFFFF)
+            nan_count += mag > np.int32(0x7F800000)
+            inf_count += mag == np.int32(0x7F800000)
+            bad = mag >= np.int32(0x7F800000)
+            key = b ^ ((b >> np.int32(31)) & np.int32(0x7FFFFFFF))
+            kmin = min(kmin, np.int32(0x7FFFFFFF) if bad else key)
+            kmax = max(kmax, np.int32(-0x80000000) if bad else key)
+            pos_zero |= b == np.int32(0)
+            neg_zero |= b == np.int32(-0x80000000)
+        return nan_count, inf_count, kmin, kmax, pos_zero, neg_zero
+
+    @numba.njit(cache=True, nogil=True)
+    def fill(flat, counts, scale, check):
+        # Two steps per chunk: bin indices (a vectorised loop), then increments spread over four
+        # int32 sub-histograms (4 x 8 KiB at 2048 bins: they stay in L1, and repeated hits on one
+        # bin do not wait on each other). Unsigned indices spare numba's negative-index fix-up.
+        # With `check`, non-finite values get the dummy bin n and are dropped. The caller keeps
+        # calls below 2**31 elements, so the int32 counts cannot overflow.
         n = counts.shape[0]
         last = np.float64(n - 1)
         chunk = 4096
-        idx = np.empty(chunk, np.intp)
-        c0 = np.zeros(n + 1)
-        c1 = np.zeros(n + 1)
-        c2 = np.zeros(n + 1)
-        c3 = np.zeros(n + 1)
+        idx = np.empty(chunk, np.uint32)
+        s0 = np.zeros(n + 1, np.int32)
+        s1 = np.zeros(n + 1, np.int32)
+        s2 = np.zeros(n + 1, np.int32)
+        s3 = np.zeros(n + 1, np.int32)
+        dummy = np.uint32(n)
         m = flat.shape[0]
         for start in range(0, m, chunk):
             size = min(chunk, m - start)
-            for i in range(size):
-                a = abs(np.float64(flat[start + i]))
-                if a - a == 0.0:
-                    idx[i] = np.intp(min(a * scale, last))
-                else:
-                    idx[i] = n
+            blk = flat[start : start + size]
+            if check:
+                for i in range(size):
+                    a = abs(np.float64(blk[i]))
+                    idx[i] = np.uint32(min(a * scale, last)) if a - a == 0.0 else dummy
+            else:
+                for i in range(size):
+                    idx[i] = np.uint32(min(abs(np.float64(blk[i])) * scale, last))
             j = 0
             while j + 4 <= size:
-                c0[idx[j]] += 1.0
-                c1[idx[j + 1]] += 1.0
-                c2[idx[j + 2]] += 1.0
-                c3[idx[j + 3]] += 1.0
+                s0[idx[j]] += 1
+                s1[idx[j + 1]] += 1
+                s2[idx[j + 2]] += 1
+                s3[idx[j + 3]] += 1
                 j += 4
             while j < size:
-                c0[idx[j]] += 1.0
+                s0[idx[j]] += 1
                 j += 1
         for b in range(n):
-            counts[b] += (c0[b] + c1[b]) + (c2[b] + c3[b])
+            # integer sums below 2**53: exact in float64, so the grouping does not matter
+            counts[b] += np.float64(np.int64(s0[b]) + s1[b] + s2[b] + s3[b])
 
     @numba.njit(cache=True, nogil=True)
-    def fill_minmax(flat, counts, lo, hi, scale):
+    def fill_minmax(flat, counts, lo, hi, scale, check):
+        # The general case (float64 arithmetic, any float dtype and scale): indices per chunk,
+        # then one pass updating the count, smallest and largest |x| of each bin.
         n = counts.shape[0]
         last = np.float64(n - 1)
-        for i in range(flat.shape[0]):
-            a = abs(np.float64(flat[i]))
-            if a - a == 0.0:
-                t = a * scale
-                if t > last:
-                    t = last
-                k = np.intp(t)
-                counts[k] += 1.0
+        chunk = 4096
+        idx = np.empty(chunk, np.uint32)
+        dummy = np.uint32(n)
+        m = flat.shape[0]
+        for start in range(0, m, chunk):
+            size = min(chunk, m - start)
+            blk = flat[start : start + size]
+            for i in range(size):
+                a = abs(np.float64(blk[i]))
+                if check and a - a != 0.0:  # NaN or inf
+                    idx[i] = dummy
+                else:
+                    idx[i] = np.uint32(min(a * scale, last))
+            for i in range(size):
+                k = idx[i]
+                if k != dummy:
+                    a = abs(np.float64(blk[i]))
+                    counts[k] += 1.0
+                    if a < lo[k]:
+                        lo[k] = a
+                    if a > hi[k]:
+                        hi[k] = a
+
+    @numba.njit(cache=True, nogil=True)
+    def fill_table_f32(flat, table, scale, check):
+        # float32 data and a power-of-two scale that is a normal float32: |x| * scale is exact
+        # in float32 (or below 1 when it underflows, or clamped when it overflows), so the bin
+        # indices equal the float64 ones, computed 16 lanes at a time. The per-bin state is one
+        # uint32 table row (count, lo bits, hi bits, pad), prepared and merged by the caller:
+        # one cache line per element instead of three float64 arrays; for finite |x| >= 0 the
+        # float32 bit patterns order like the values. Zeros (relu halves, image borders) are
+        # counted apart and returned, non-finite values dropped: both through eight rotating
+        # dummy rows after the n real ones, so runs of them do not queue on one row.
+        n = table.shape[0] // 4 - 8
+        s32 = np.float32(scale)
+        last = np.float32(n - 1)
+        bits = flat.view(np.uint32)
+        chunk = 4096
+        idx = np.empty(chunk, np.uint32)
+        zeros = 0
+        m = flat.shape[0]
+        for start in range(0, m, chunk):
+            size = min(chunk, m - start)
+            blk = flat[start : start + size]
+            for i in range(size):
+                a = abs(blk[i])
+                z = a == np.float32(0.0)
+                zeros += z
+                skip = z or (check and a - a != np.float32(0.0))
+                k = np.uint32(n + (i & 7)) if skip else np.uint32(min(a * s32, last))
+                idx[i] = np.uint32(4) * k
+            for i in range(size):
+                g = bits[start + i] & np.uint32(0x7FFFFFFF)
+                r = idx[i]
+                table[r] += np.uint32(1)
+                if g < table[r + 1]:
+                    table[r + 1] = g
+                if g > table[r + 2]:
+                    table[r + 2] = g
+        return zeros
+
+    @numba.njit(cache=True, nogil=True)
+    def merge_table(table, n, counts, lo, hi):
+        # Add the rows of `fill_table_f32` into counts/lo/hi, then reset the rows it touched
+        # (the dummies too) to (0, ~0, 0, 0), so the next call need not clear the whole table.
+        # Hit rows are listed first: a compacting loop, which cannot be vectorised into the
+        # gathers that made a plain loop over all rows slow (~10 ns per row).
+        vals = table.view(np.float32)
+        hits = np.empty(n + 8, np.intp)
+        w = 0
+        for k in range(n + 8):
+            hits[w] = k
+            w += table[4 * k] != 0
+        for j in range(w):
+            k = hits[j]
+            r = 4 * k
+            if k < n:
+                counts[k] += np.float64(table[r])
+                a = np.float64(vals[r + 1])
                 if a < lo[k]:
                     lo[k] = a
+                a = np.float64(vals[r + 2])
                 if a > hi[k]:
                     hi[k] = a
+            table[r] = 0
+            table[r + 1] = np.uint32(0xFFFFFFFF)
+            table[r + 2] = 0
 
     @numba.njit(cache=True, nogil=True)
     def kl_sweep(b, start, quant_bins):
@@ -195,7 +312,16 @@ def _build_numba():
             out[c] = err / total
         return out
 
-    return summary, fill, kl_sweep, fill_minmax, qdq_errors
+    return (
+        summary,
+        fill,
+        kl_sweep,
+        fill_minmax,
+        qdq_errors,
+        fill_table_f32,
+        summary_f32,
+        merge_table,
+    )
 
 
 _numba_kernels = None
@@ -203,7 +329,8 @@ _numba_tried = False
 
 
 def numba_kernels():
-    """Compiled (summary, fill, kl_sweep, fill_minmax, qdq_errors), or None without numba."""
+    """Compiled kernels (summary, fill, kl_sweep, fill_minmax, qdq_errors, fill_table_f32,
+    summary_f32, merge_table), or None without numba."""
     global _numba_kernels, _numba_tried
     if not _numba_tried:
         _numba_tried = True
@@ -214,6 +341,12 @@ def numba_kernels():
         except ImportError:
             _numba_kernels = None
     return _numba_kernels
+
+
+def _key_to_float32(key: int) -> float:
+    """Invert the sortable-int32 key of `summary_f32` back to the float32 value."""
+    bits = key ^ ((key >> 31) & 0x7FFFFFFF)
+    return float(np.array(bits, dtype=np.int32).view(np.float32))
 
 
 def batch_summary(flat: np.ndarray, *, use_numba: bool | None = None) -> BatchSummary:
@@ -227,6 +360,14 @@ def batch_summary(flat: np.ndarray, *, use_numba: bool | None = None) -> BatchSu
     kernels = numba_kernels() if use_numba is not False else None
     if kernels is None or flat.dtype not in (np.float32, np.float64):
         return _summary_numpy(flat)
+    if flat.dtype == np.float32 and flat.ndim == 1 and flat.flags.c_contiguous:
+        nan_count, inf_count, kmin, kmax, pos_zero, neg_zero = kernels[6](flat.view(np.int32))
+        finite_count = flat.size - nan_count - inf_count
+        if finite_count == 0:
+            return BatchSummary(nan_count, inf_count, 0, np.inf, -np.inf, 0.0)
+        lo, hi = _key_to_float32(kmin), _key_to_float32(kmax)
+        if not (pos_zero and neg_zero and (lo == 0.0 or hi == 0.0)):
+            return BatchSummary(nan_count, inf_count, finite_count, lo, hi, max(abs(lo), abs(hi)))
     nan_count, inf_count, finite_count, lo, hi = kernels[0](flat)
     if finite_count == 0:
         return BatchSummary(nan_count, inf_count, 0, np.inf, -np.inf, 0.0)
@@ -241,15 +382,60 @@ def kl_sweep_numba(counts: np.ndarray, start: int, quant_bins: int) -> np.ndarra
     return kernels[2](np.ascontiguousarray(counts, dtype=np.float64), start, quant_bins)
 
 
+# The compiled fills count in (u)int32 per call: longer arrays are fed in slices of this size.
+_SLICE = 1 << 30
+# The float32 table kernel starts each call from empty rows, so while a row's bounds still move
+# its min/max branches mispredict; the float64 kernel updates the (by then settled) bounds in
+# place. Measured: the table wins from ~100 elements per bin (4M+ elements at the exact
+# policy's 32768 fine bins), loses below.
+_TABLE_MIN_ELEMENTS_PER_BIN = 128
+
+
+def _slices(flat: np.ndarray):
+    for start in range(0, flat.shape[0], _SLICE):
+        yield flat[start : start + _SLICE]
+
+
 def fill_counts(
-    flat: np.ndarray, counts: np.ndarray, scale: float, *, use_numba: bool | None = None
+    flat: np.ndarray,
+    counts: np.ndarray,
+    scale: float,
+    *,
+    use_numba: bool | None = None,
+    all_finite: bool = False,
 ) -> None:
-    """Add every finite |x| of `flat` to float64 `counts`: bin = min(floor(|x|*scale), n-1)."""
+    """Add every finite |x| of `flat` to float64 `counts`: bin = min(floor(|x|*scale), n-1).
+
+    `all_finite=True` promises that `flat` holds no NaN/inf (the check is then skipped).
+    """
     kernels = numba_kernels() if use_numba is not False else None
     if kernels is None or flat.dtype not in (np.float32, np.float64):
         _fill_numpy(flat, counts, scale)
     else:
-        kernels[1](flat, counts, float(scale))
+        for part in _slices(flat):
+            kernels[1](part, counts, float(scale), not all_finite)
+
+
+_local = threading.local()
+
+
+def _clean_table(size: int) -> np.ndarray:
+    """A per-thread uint32 table of rows (0, ~0, 0, 0), at least `size` long.
+
+    Kept between calls (collectors run in threads): a fresh 0.5 MiB costs page faults and
+    clearing it ~50 us, while `merge_table` resets just the rows a call touched.
+    """
+    buf = getattr(_local, "table", None)
+    if buf is None or buf.shape[0] < size or getattr(_local, "dirty", False):
+        buf = np.zeros(max(size, 0 if buf is None else buf.shape[0]), np.uint32)
+        buf[1::4] = 0xFFFFFFFF
+        _local.table, _local.dirty = buf, False
+    return buf
+
+
+def _is_float32_power_of_two(scale: float) -> bool:
+    mantissa, exponent = math.frexp(scale)  # scale = mantissa * 2**exponent
+    return mantissa == 0.5 and -125 <= exponent <= 128  # 2**-126 .. 2**127: normal float32
 
 
 def fill_counts_minmax(
@@ -260,13 +446,41 @@ def fill_counts_minmax(
     scale: float,
     *,
     use_numba: bool | None = None,
+    all_finite: bool = False,
 ) -> None:
     """`fill_counts` that also keeps the smallest (`lo`) and largest (`hi`) |x| of each bin."""
     kernels = numba_kernels() if use_numba is not False else None
     if kernels is None or flat.dtype not in (np.float32, np.float64):
         _fill_minmax_numpy(flat, counts, lo, hi, scale)
-    else:
-        kernels[3](flat, counts, lo, hi, float(scale))
+        return
+    n = counts.shape[0]
+    table = (
+        flat.dtype == np.float32
+        and flat.ndim == 1
+        and flat.flags.c_contiguous
+        and n <= 1 << 24  # n - 1 exact in float32
+        and flat.shape[0] >= _TABLE_MIN_ELEMENTS_PER_BIN * n
+        and _is_float32_power_of_two(scale)
+    )
+    for part in _slices(flat):
+        if table:
+            _fill_minmax_table(kernels, part, counts, lo, hi, scale, all_finite)
+        else:
+            kernels[3](part, counts, lo, hi, float(scale), not all_finite)
+
+
+def _fill_minmax_table(kernels, flat, counts, lo, hi, scale, all_finite) -> None:
+    """Run the float32 table kernel, then merge its table into counts/lo/hi (exact)."""
+    n = counts.shape[0]
+    table = _clean_table(4 * (n + 8))[: 4 * (n + 8)]  # the kernel reads n off its size
+    _local.dirty = True  # until merged and reset
+    zeros = kernels[5](flat, table, float(scale), not all_finite)
+    kernels[7](table, n, counts, lo, hi)
+    _local.dirty = False
+    if zeros:
+        counts[0] += zeros
+        lo[0] = min(lo[0], 0.0)
+        hi[0] = max(hi[0], 0.0)
 
 
 def qdq_errors_numba(

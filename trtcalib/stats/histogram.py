@@ -12,9 +12,10 @@ parameter):
   * `growth="pow2"`: double the range until it covers the new max; each doubling merges bins
     2:1 (new[k] = old[2k] + old[2k+1]), so the upper half starts empty;
   * `growth="square"`: the reading of TensorRT issue #774 in one of our sources: the new range
-    is the square of the current range (2.4 -> 5.76), repeated until it covers the new max.
-    Squaring cannot grow a range <= 1, so each step is ``r = max(r*r, 2*r)`` (pure squaring
-    for r >= 2; doubling below). Old counts are rebinned by overlap: an old bin's count is
+    is the square of the new max |x| (a batch with max 2.4 arriving after a range of 1.54 gives
+    5.76). Squaring does not cover a max <= 1 (m*m < m), where the article says nothing: there
+    the range doubles as with pow2 until it covers the max. Old counts are rebinned by overlap:
+    an old bin's count is
     spread uniformly over its interval [k*w, (k+1)*w) and each new bin receives the part that
     falls inside it (mass is conserved; counts may become fractional);
   * one growth event is counted per batch that made the range grow (one reallocation).
@@ -53,6 +54,7 @@ from trtcalib.stats._kernels import fill_counts, fill_counts_minmax
 
 # Below this a float64 range makes n / R overflow; only float64 tensors of subnormals get here.
 _MIN_RANGE = 1e-300
+_MIN_EXPONENT = -1000  # lowest anchor 2**e of the exact policy (see ExactHistogram.add)
 _FINE_FACTOR = 16
 
 
@@ -101,7 +103,12 @@ class TrtHistogram:
         elif absmax > self.range_max:
             self._grow(absmax)
             self.growth_events += 1
-        fill_counts(flat, self.counts, bin_scale(self.num_bins, self.range_max))
+        fill_counts(
+            flat,
+            self.counts,
+            bin_scale(self.num_bins, self.range_max),
+            all_finite=finite_count == flat.shape[0],
+        )
 
     def _grow(self, new_max: float) -> None:
         n = self.num_bins
@@ -120,9 +127,11 @@ class TrtHistogram:
                 merged[: n // k] = self.counts.reshape(n // k, k).sum(axis=1)
             self.counts = merged
         else:  # square
-            r = self.range_max
-            while r < new_max:
-                r = min(max(r * r, 2.0 * r), np.finfo(np.float64).max)
+            r = min(new_max * new_max, np.finfo(np.float64).max)
+            if r < new_max:  # new max < 1: squaring would not cover it, so double instead
+                r = self.range_max
+                while r < new_max:
+                    r = min(r * 2.0, np.finfo(np.float64).max)
             self.counts = rebin_by_overlap(self.counts, self.range_max, r)
         self.range_max = r
 
@@ -152,7 +161,9 @@ class ExactHistogram:
             return
         self.total += finite_count
         self.amax = max(self.amax, absmax)
-        e = math.frexp(absmax)[1] if absmax > 0 else None  # absmax = m * 2**e, 0.5 <= m < 1
+        # absmax = m * 2**e, 0.5 <= m < 1. The floor keeps the scale 2**(log2 F - e) finite for
+        # float64 data below 2**-1000 (its bins stay exact: the scale is still a power of two)
+        e = max(math.frexp(absmax)[1], _MIN_EXPONENT) if absmax > 0 else None
         if self.exponent is None:
             if e is None:  # only zeros so far: they belong to bin 0 whatever the range becomes
                 self.fine[0] += finite_count
@@ -164,7 +175,12 @@ class ExactHistogram:
             self.exponent = e
         # scale = F * 2**-e, a power of two: |x| * scale is exact in float64
         fill_counts_minmax(
-            flat, self.fine, self.lo, self.hi, math.ldexp(1.0, self._log2_fine - self.exponent)
+            flat,
+            self.fine,
+            self.lo,
+            self.hi,
+            math.ldexp(1.0, self._log2_fine - self.exponent),
+            all_finite=finite_count == flat.shape[0],
         )
 
     def _merge(self, d: int) -> None:
@@ -201,4 +217,4 @@ class ExactHistogram:
             rest = c[split] - 2.0
             counts += np.bincount(b_lo[split], weights=1.0 + rest * frac, minlength=n)
             counts += np.bincount(b_hi[split], weights=1.0 + rest * (1.0 - frac), minlength=n)
-        return counts, self.amax, 0
+        return counts, max(self.amax, _MIN_RANGE), 0  # the grid bin_scale used

@@ -1,0 +1,245 @@
+"""The fast kernel paths (float32 table fill, integer summary, sliced calls) against literal
+references and against the numpy fallback, bit for bit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trtcalib.stats import TensorCollector, _kernels
+
+needs_numba = pytest.mark.skipif(_kernels.numba_kernels() is None, reason="numba not installed")
+
+
+@pytest.fixture(params=["table", "float64"])
+def kernel_path(request, monkeypatch):
+    """Run a test through the float32 table kernel and through the float64 kernel."""
+    per_bin = 1 if request.param == "table" else 10**12
+    monkeypatch.setattr(_kernels, "_TABLE_MIN_ELEMENTS_PER_BIN", per_bin)
+    return request.param
+
+
+def literal_fill_minmax(x: np.ndarray, n: int, scale: float):
+    """One value at a time, float64 arithmetic: the definition the kernels must meet."""
+    counts, lo, hi = np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf)
+    for v in x.tolist():
+        a = abs(v)
+        if not math.isfinite(a):
+            continue
+        k = int(min(a * scale, n - 1))
+        counts[k] += 1
+        lo[k] = min(lo[k], a)
+        hi[k] = max(hi[k], a)
+    return counts, lo, hi
+
+
+def fill_minmax(x, n, scale, use_numba, all_finite=False):
+    counts, lo, hi = np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf)
+    _kernels.fill_counts_minmax(
+        x, counts, lo, hi, scale, use_numba=use_numba, all_finite=all_finite
+    )
+    return counts, lo, hi
+
+
+def same(a, b) -> bool:
+    return all(p.tobytes() == q.tobytes() for p, q in zip(a, b, strict=True))
+
+
+def awkward_float32(size: int, seed: int) -> np.ndarray:
+    """Gaussian with runs of zeros (both signs), NaN/inf, tiny and huge values."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(size) * 3).astype(np.float32)
+    x[: size // 4] = np.maximum(x[: size // 4], 0)  # a relu quarter: many +0.0
+    x[size // 2 : size // 2 + 50] = -0.0
+    x[7::101] = np.float32(1e-40)  # subnormal float32
+    x[11::997] = np.nan
+    x[13::1999] = np.inf
+    x[17::2003] = -np.inf
+    x[19::3001] = np.float32(3e38)
+    return x
+
+
+@needs_numba
+@pytest.mark.parametrize(
+    "scale",
+    [
+        2.0**12,  # the exact policy's fine grid over [0, 8)
+        2.0**-3,  # everything in the first bins
+        2.0**40,  # most values clamp into the last bin
+        2.0**127,  # largest power of two the float32 table path takes: products overflow
+        2.0**-126,  # smallest: products underflow to subnormals
+        2.0**128,  # not a float32: the float64 kernel
+        2048 / 3.7,  # not a power of two: the float64 kernel
+    ],
+)
+def test_table_fill_matches_literal_and_numpy(scale, kernel_path):
+    n = 256
+    x = awkward_float32(20_000, seed=1)
+    ref = literal_fill_minmax(x, n, scale)
+    fast = fill_minmax(x, n, scale, use_numba=True)
+    slow = fill_minmax(x, n, scale, use_numba=False)
+    assert same(fast, ref) and same(slow, ref)
+
+
+@needs_numba
+def test_table_fill_all_finite_flag_and_small_batches(kernel_path):
+    n = 512
+    x = awkward_float32(40_000, seed=2)
+    x = x[np.isfinite(x)]
+    ref = literal_fill_minmax(x, n, 2.0**8)
+    assert same(fill_minmax(x, n, 2.0**8, use_numba=True, all_finite=True), ref)
+    # below the table threshold (the float64 kernel) and one element at a time
+    assert same(
+        fill_minmax(x[:100], n, 2.0**8, use_numba=True), literal_fill_minmax(x[:100], n, 2.0**8)
+    )
+    assert same(
+        fill_minmax(x[:1], n, 2.0**8, use_numba=True), literal_fill_minmax(x[:1], n, 2.0**8)
+    )
+
+
+@needs_numba
+def test_table_fill_accumulates_into_existing_state(kernel_path):
+    n = 128
+    x = awkward_float32(10_000, seed=3)
+    y = (awkward_float32(10_000, seed=4) * 0.25).astype(np.float32)
+    both = literal_fill_minmax(np.concatenate([x, y]), n, 2.0**4)
+    counts, lo, hi = np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf)
+    for part in (x, y):
+        _kernels.fill_counts_minmax(part, counts, lo, hi, 2.0**4, use_numba=True)
+    assert same((counts, lo, hi), both)
+
+
+@needs_numba
+def test_zero_runs_are_counted_once(kernel_path):
+    n = 128
+    x = np.zeros(10_000, np.float32)
+    x[::2] = -0.0
+    x[5] = 1.5
+    counts, lo, hi = fill_minmax(x, n, 2.0**6, use_numba=True)
+    assert counts[0] == 9_999 and counts[96] == 1 and counts.sum() == 10_000
+    assert lo[0] == 0.0 and hi[0] == 0.0 and not math.copysign(1.0, lo[0]) < 0
+    assert lo[96] == hi[96] == 1.5
+
+
+@needs_numba
+@pytest.mark.parametrize("all_finite", [False, True])
+def test_sliced_calls_give_the_same_counts(monkeypatch, all_finite):
+    """Long arrays are fed to the int32-counting kernels in slices; slicing changes nothing."""
+    x = awkward_float32(30_001, seed=5)
+    if all_finite:
+        x = x[np.isfinite(x)]
+    whole_counts = np.zeros(2048)
+    _kernels.fill_counts(x, whole_counts, 2048 / 9.5, use_numba=True, all_finite=all_finite)
+    whole_mm = fill_minmax(x, 128, 2.0**3, use_numba=True, all_finite=all_finite)
+    monkeypatch.setattr(_kernels, "_SLICE", 1000)
+    monkeypatch.setattr(_kernels, "_TABLE_MIN_ELEMENTS_PER_BIN", 1)
+    sliced_counts = np.zeros(2048)
+    _kernels.fill_counts(x, sliced_counts, 2048 / 9.5, use_numba=True, all_finite=all_finite)
+    assert sliced_counts.tobytes() == whole_counts.tobytes()
+    assert same(fill_minmax(x, 128, 2.0**3, use_numba=True, all_finite=all_finite), whole_mm)
+    literal = np.zeros(2048)
+    for v in x.tolist():
+        if math.isfinite(v):
+            literal[int(min(abs(v) * (2048 / 9.5), 2047))] += 1
+    assert whole_counts.tobytes() == literal.tobytes()
+
+
+def literal_summary(x: np.ndarray):
+    vals = [v for v in x.tolist() if math.isfinite(v)]
+    nan = sum(1 for v in x.tolist() if v != v)
+    return (
+        nan,
+        x.size - len(vals) - nan,
+        len(vals),
+        min(vals, default=math.inf),
+        max(vals, default=-math.inf),
+    )
+
+
+@needs_numba
+@pytest.mark.parametrize(
+    "values",
+    [
+        [np.nan, 1.0, -2.5, np.inf],
+        [np.nan, -np.inf, -3.0, -1e-45, 7e-39],
+        [np.nan, np.nan],
+        [np.inf, -np.inf, np.nan],
+        [np.nan, 3.4e38, -3.4e38, 0.0],
+        [np.nan, 0.0, -0.0, 5.0],  # both zeros, min is a zero: the first one wins as before
+        [np.nan, -0.0, 0.0, -5.0],
+        [np.nan, 0.0, 0.0, 2.0],
+    ],
+)
+def test_integer_summary_matches_literal_and_scalar_kernel(values):
+    x = np.array(values * 7, np.float32)
+    s = _kernels.batch_summary(x, use_numba=True)
+    nan, inf, finite, lo, hi = literal_summary(x)
+    assert (s.nan_count, s.inf_count, s.finite_count) == (nan, inf, finite)
+    assert s.min == lo and s.max == hi
+    assert s.absmax == (max(abs(lo), abs(hi)) if finite else 0.0)
+    scalar = _kernels.numba_kernels()[0](x)  # the scalar kernel, incl. the sign of zeros
+    if finite:
+        assert repr(s.min) == repr(scalar[3]) and repr(s.max) == repr(scalar[4])
+
+
+@pytest.mark.parametrize("policy", ["exact", "trt"])
+def test_collect_large_relu_batch_matches_literal_binning(policy, kernel_path):
+    """A batch large enough for every fast path, checked against a literal binning."""
+    rng = np.random.default_rng(9)
+    x = np.maximum(rng.standard_normal(300_000).astype(np.float32), 0)
+    x[::1000] = np.nan
+    c = TensorCollector("t", num_bins=128, histogram=policy)
+    c.collect(x)
+    s = c.result()
+    finite = x[np.isfinite(x)].astype(np.float64)
+    amax = float(finite.max())
+    assert s.amax == amax and s.nan_count == 300 and s.count == finite.size
+    assert s.min == 0.0 and s.max == amax
+    ref = np.zeros(128)
+    np.add.at(ref, np.minimum(finite * (128 / amax), 127).astype(np.intp), 1)
+    if policy == "trt":
+        assert s.counts.tobytes() == ref.tobytes()
+    else:  # the exact policy resamples a fine grid: equal up to edge-straddling fine bins
+        assert s.counts.sum() == ref.sum() and np.abs(s.counts - ref).sum() < 0.01 * ref.sum()
+
+
+@needs_numba
+def test_table_is_reused_cleanly_across_sizes(monkeypatch):
+    """The per-thread table is kept between calls; a call with fewer bins must not see rows
+    left by a call with more (nor the other way round)."""
+    monkeypatch.setattr(_kernels, "_TABLE_MIN_ELEMENTS_PER_BIN", 1)
+    for n, seed in ((512, 10), (128, 11), (1024, 12), (128, 13)):
+        x = awkward_float32(20_000, seed=seed)
+        for scale in (2.0**2, 2.0**127):  # spread out, and everything clamped into the last bin
+            ref = literal_fill_minmax(x, n, scale)
+            assert same(fill_minmax(x, n, scale, use_numba=True), ref), (n, scale)
+    table = _kernels._clean_table(0)
+    assert not table[0::4].any() and (table[1::4] == 0xFFFFFFFF).all() and not table[2::4].any()
+
+
+def test_collectors_in_threads_match_one_thread():
+    """Collectors run in worker threads (calibrate); each thread has its own table."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(14)
+    batches = [
+        [np.maximum(rng.standard_normal(300_000).astype(np.float32) * (k + 1), 0) for _ in range(3)]
+        for k in range(4)
+    ]
+
+    def run(tensor_batches):
+        c = TensorCollector("t", num_bins=128, histogram="exact")
+        for b in tensor_batches:
+            c.collect(b)
+        s = c.result()
+        return s.counts.tobytes(), s.amax, s.min, s.max
+
+    alone = [run(tb) for tb in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(run, batches))
+    assert threaded == alone
+    single = TensorCollector("t", num_bins=128, histogram="exact")
+    single.collect(np.concatenate(batches[2]))
+    assert single.result().counts.tobytes() == alone[2][0]  # and batch-split invariant
