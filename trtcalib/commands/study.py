@@ -62,7 +62,7 @@ def batch_size(
         typer.Option(
             "--growth",
             help="How the trt histogram range grows when a later batch exceeds it: pow2 "
-            "(double until it fits) or square (the range squared, 2.4 -> 5.76).",
+            "(double until it fits) or square (the new max squared: 2.4 after 1.54 gives 5.76).",
         ),
     ] = "pow2",
     seed: Annotated[
