@@ -33,7 +33,7 @@ def batch_size(
     data: dopt.DataArg,
     batches: Annotated[
         str,
-        typer.Option("--batches", "-b", help="Comma-separated calibration batch sizes to try."),
+        typer.Option("--batches", help="Comma-separated calibration batch sizes to try."),
     ] = "1,2,4,8,16,32,64,128",
     orders: Annotated[
         int,

@@ -283,6 +283,7 @@ def _pct(x: float) -> str:
 def summary_table(result: StudyResult, top: int = 8):
     """A rich Table of the `top` most sensitive tensors (compact: fits 100 columns)."""
     from rich.table import Table
+    from rich.text import Text
 
     small, large = result.batch_sizes[0], result.batch_sizes[-1]
     table = Table(
@@ -309,7 +310,7 @@ def summary_table(result: StudyResult, top: int = 8):
         )
         first, last = t.setting(small), t.setting(large)
         table.add_row(
-            t.name,
+            Text(t.name),  # a tensor name may hold [brackets]: never rich markup
             f"{t.exact_amax:.4g}",
             f"{_pct(worst)} (b={worst_setting.batch_size})",
             _pct(_worst(first.rel_error)),
