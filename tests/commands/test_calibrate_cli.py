@@ -257,3 +257,41 @@ def test_read_only_folder_for_default_cache(cli, work):
     finally:
         os.chmod(work, 0o755)
     assert not (work / "caches").exists()
+
+
+# -- rich markup safety --------------------------------------------------------------------------
+def test_summary_prints_bracketed_tensor_names_and_paths_literally(cli, tmp_path, monkeypatch):
+    """Tensor names and paths are data, not rich markup: `[i]` would turn italic and `[bold]`
+    would vanish if the table or the message lines parsed them."""
+    from onnx import TensorProto, helper
+
+    monkeypatch.chdir(tmp_path)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x[i]"], ["[bold]"], name="relu"),
+            helper.make_node("Neg", ["[bold]"], ["y"], name="neg"),
+        ],
+        "brackets",
+        [helper.make_tensor_value_info("x[i]", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what the installed onnxruntime reads
+    tinymodels.save(model, tmp_path, "brackets.onnx")
+    x = np.linspace(-3.0, 2.0, 24, dtype=np.float32).reshape(6, 4)
+    np.savez(tmp_path / "b.npz", **{"x[i]": x})
+    r = cli(
+        "calibrate", "brackets.onnx", "--data", "b.npz", "-c", "minmax", "--no-progress",
+        "--cache", "out[red].cache",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in r.stdout.splitlines()]
+    rows = {row[0]: row[1:] for row in cells if row}
+    assert "x[i]" in rows and "[bold]" in rows, r.stdout
+    # minmax amax = max|x| over all samples: 3 for x (linspace -3..2), max(relu(x)) = 2
+    for name, amax in (("x[i]", 3.0), ("[bold]", 2.0)):
+        scale = np.float32(amax) / np.float32(127)
+        assert rows[name][:2] == [f"{amax:.6g}", f"{scale:.6g}"], r.stdout
+    assert "cache: out[red].cache (wrote)" in r.stdout
+    assert "provenance: out[red].cache.json" in r.stdout
+    assert set(read_cache(tmp_path / "out[red].cache").scales) == {"x[i]", "[bold]", "y"}

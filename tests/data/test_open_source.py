@@ -99,38 +99,18 @@ def test_bad_cli_values_are_one_line_config_errors(kwargs, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def _demo_app():
+def _demo_app(images: bool = True):
     app = typer.Typer()
 
     @app.command()
+    @dopt.with_data_options(images=images)
     def demo(
         data: dopt.DataArg,
-        subset_len: dopt.SubsetLen = None,
-        sample_method: dopt.SampleMethod = "sequential",
-        seed: dopt.Seed = 0,
-        resize: dopt.Resize = None,
-        crop: dopt.Crop = None,
-        mean: dopt.Mean = None,
-        std: dopt.Std = None,
-        scale: dopt.Scale = None,
-        layout: dopt.Layout = None,
-        channels: dopt.Channels = None,
-        interpolation: dopt.Interpolation = "bilinear",
         last_batch: dopt.LastBatch = "keep",
+        *,
+        data_options: DataOptions,
     ) -> None:
-        options = dopt.data_options(
-            subset_len=subset_len,
-            sample_method=sample_method,
-            seed=seed,
-            resize=resize,
-            crop=crop,
-            mean=mean,
-            std=std,
-            scale=scale,
-            layout=layout,
-            channels=channels,
-            interpolation=interpolation,
-        )
+        options = data_options
         typer.echo(f"{data}|{options.subset_len}|{options.image.resize}|{last_batch}")
 
     return app
@@ -162,6 +142,18 @@ def test_shared_typer_options():
         "--last-batch",
     ):
         assert option in r.output
+
+
+def test_shared_typer_options_without_images():
+    runner = CliRunner()
+    app = _demo_app(images=False)
+    r = runner.invoke(app, ["--data", "d.npz", "--subset-len", "3", "--seed", "7"])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == "d.npz|3|None|keep"
+    r = runner.invoke(app, ["--data", "d.npz", "--resize", "32"])
+    assert r.exit_code == 2 and "--resize" in r.output  # no such option without images
+    r = runner.invoke(app, ["--data", "d.npz", "--sample-method", "shuffle"])
+    assert isinstance(r.exception, ConfigError) and "--sample-method" in str(r.exception)
 
 
 def test_sample_load_data_script_reads_the_mnist_split():

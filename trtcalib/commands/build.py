@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
+from trtcalib.commands import _common as common
+from trtcalib.data import DataOptions
 from trtcalib.data import cli_options as dopt
-
-PANEL = "Calibration"
-OUT_PANEL = "Output"
-TRT_PANEL = "TensorRT"
 
 BUILD_HELP = """Build an INT8 TensorRT engine from an ONNX model, calibrating as needed.
 
@@ -40,214 +36,73 @@ that finishes the engine on a GPU host. `trtcalib env` shows what this machine c
 writes engines/model.entropy.b32.engine (and its timing cache) and caches/model.entropy.b32.cache.
 """
 
-ENV_HELP = """Show what this machine offers for `trtcalib build`: the TensorRT version found (10.x:
-implicit quantization with calibrators; 11.x: explicit Q/DQ only) and whether its libraries load,
-the CUDA driver and devices (through cuda-python and pycuda), and which build paths run here.
+# build's --trt-version also picks the engine path (10: calibrators, 11: Q/DQ) and defaults to
+# the TensorRT installed here, so it keeps the shared help and says how it differs
+TargetVersion = common.with_default(
+    common.TrtVersion,
+    "Here also a major version, 10 or 11, which picks implicit (calibrators) or explicit (Q/DQ) "
+    "quantization. Default here: the installed TensorRT, else 10.16.1, because the engine is "
+    "built for that one.",
+)
 
-[b]Example:[/b]
-
-  trtcalib env --json
-"""
-
-
-def _reflow(text: str) -> str:
-    """Join the lines of each paragraph (rich help keeps single newlines); keep indented lines."""
-    paragraphs = []
-    for block in text.strip().split("\n\n"):
-        if block.startswith("  "):
-            paragraphs.append(block)
-        else:
-            paragraphs.append(" ".join(line.strip() for line in block.splitlines()))
-    return "\n\n".join(paragraphs)
-
-
-def _parse_params(items: list[str]) -> dict[str, float]:
-    from trtcalib.errors import ConfigError
-
-    params: dict[str, float] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not sep or not key.strip() or not math.isfinite(number):
-            raise ConfigError(f"--param {item!r}: expected NAME=NUMBER, e.g. quantile=0.9999")
-        params[key.strip()] = number
-    return params
+CacheOpt = common.cache_option()
+EngineOpt = common.option(
+    Path | None,
+    "--engine",
+    "-o",
+    help="Engine to write. Default: engines/<model>.<calibrator>.b<batch>.engine.",
+    panel=common.OUTPUT,
+)
+Fp16Opt = common.option(
+    bool,
+    "--fp16",
+    help="Let layers that cannot run in INT8 fall back to FP16 (TRT 10). Default: off.",
+    panel=common.TENSORRT,
+)
+WorkspaceOpt = common.option(
+    int | None,
+    "--workspace",
+    help="Builder workspace limit in MiB. Default: TensorRT's.",
+    panel=common.TENSORRT,
+)
+CudaOpt = common.option(
+    str,
+    "--cuda",
+    help="How calibration batches reach the GPU: cuda-python or pycuda. Default: cuda-python.",
+    panel=common.TENSORRT,
+)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("build", help=_reflow(BUILD_HELP))
+    @app.command("build", help=common.reflow(BUILD_HELP))
+    @dopt.with_data_options()
     def build_command(
-        model: Annotated[
-            Path,
-            typer.Argument(metavar="MODEL.onnx", help="The FP32 ONNX model.", show_default=False),
-        ],
-        calibrator: Annotated[
-            str,
-            typer.Option(
-                "--calibrator",
-                "-c",
-                help="entropy, minmax, legacy (run by TensorRT 10), percentile, mse, mix "
-                "(computed on the CPU).",
-                rich_help_panel=PANEL,
-            ),
-        ] = "entropy",
-        batch: Annotated[
-            int,
-            typer.Option(
-                "--batch",
-                "-b",
-                help="Calibration batch = the OPT (and max) batch of a dynamic-batch engine.",
-                rich_help_panel=PANEL,
-            ),
-        ] = 32,
-        data: Annotated[
-            str | None,
-            typer.Option(
-                "--data",
-                "-d",
-                help="Calibration data (formats: see `trtcalib calibrate --help`). Not needed "
-                "when a reusable --cache exists.",
-                rich_help_panel=dopt.PANEL,
-                show_default=False,
-            ),
-        ] = None,
-        percentile: Annotated[
-            float | None,
-            typer.Option(
-                "--percentile",
-                help="Percentile for --calibrator percentile, in (0, 100], e.g. 99.99.",
-                rich_help_panel=PANEL,
-                show_default=False,
-            ),
-        ] = None,
-        param: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--param",
-                help="Calibrator parameter NAME=VALUE (repeatable), e.g. quantile=0.9999.",
-                rich_help_panel=PANEL,
-                show_default=False,
-            ),
-        ] = None,
-        last_batch: Annotated[
-            str,
-            typer.Option(
-                "--last-batch",
-                help="The last partial batch: drop it, or pad it by repeating its last sample.",
-                rich_help_panel=dopt.PANEL,
-            ),
-        ] = "drop",
-        cache: Annotated[
-            Path | None,
-            typer.Option(
-                "--cache",
-                help="Calibration cache to reuse or write. Default: "
-                "caches/<model>.<calibrator>.b<batch>.cache.",
-                rich_help_panel=OUT_PANEL,
-                show_default=False,
-            ),
-        ] = None,
-        engine: Annotated[
-            Path | None,
-            typer.Option(
-                "--engine",
-                "-o",
-                help="Engine to write. Default: engines/<model>.<calibrator>.b<batch>.engine.",
-                rich_help_panel=OUT_PANEL,
-                show_default=False,
-            ),
-        ] = None,
-        reuse_cache: Annotated[
-            str,
-            typer.Option(
-                "--reuse-cache",
-                help="auto: reuse the cache when its provenance matches; always: reuse any "
-                "readable cache; never: recalibrate.",
-                rich_help_panel=OUT_PANEL,
-            ),
-        ] = "auto",
-        fp16: Annotated[
-            bool,
-            typer.Option(
-                "--fp16",
-                help="Let layers that cannot run in INT8 fall back to FP16 (TRT 10).",
-                rich_help_panel=TRT_PANEL,
-            ),
-        ] = False,
-        workspace: Annotated[
-            int | None,
-            typer.Option(
-                "--workspace",
-                help="Builder workspace limit in MiB. Default: TensorRT's.",
-                rich_help_panel=TRT_PANEL,
-                show_default=False,
-            ),
-        ] = None,
-        trt_version: Annotated[
-            str | None,
-            typer.Option(
-                "--trt-version",
-                help="Target TensorRT: 10, 11 or e.g. 10.16.1. Default: the installed TensorRT, "
-                "else 10.",
-                rich_help_panel=TRT_PANEL,
-                show_default=False,
-            ),
-        ] = None,
-        cuda: Annotated[
-            str,
-            typer.Option(
-                "--cuda",
-                help="How calibration batches reach the GPU: cuda-python or pycuda.",
-                rich_help_panel=TRT_PANEL,
-            ),
-        ] = "cuda-python",
-        progress: Annotated[
-            bool,
-            typer.Option(
-                "--progress/--no-progress", help="Show progress bars.", rich_help_panel=OUT_PANEL
-            ),
-        ] = True,
-        subset_len: dopt.SubsetLen = None,
-        sample_method: dopt.SampleMethod = "sequential",
-        seed: dopt.Seed = 0,
-        resize: dopt.Resize = None,
-        crop: dopt.Crop = None,
-        mean: dopt.Mean = None,
-        std: dopt.Std = None,
-        scale: dopt.Scale = None,
-        layout: dopt.Layout = None,
-        channels: dopt.Channels = None,
-        interpolation: dopt.Interpolation = "bilinear",
+        model: common.ModelArg,
+        data: dopt.DataOptional = None,
+        last_batch: dopt.LastBatchForTensorRT = "drop",
+        calibrator: common.Calibrator = None,
+        batch: common.Batch = None,
+        percentile: common.Percentile = None,
+        param: common.Param = None,
+        reuse_cache: common.ReuseCache = "auto",
+        trt_version: TargetVersion = None,
+        fp16: Fp16Opt = False,
+        workspace: WorkspaceOpt = None,
+        cuda: CudaOpt = "cuda-python",
+        cache: CacheOpt = None,
+        engine: EngineOpt = None,
+        progress: common.Progress = True,
+        *,
+        data_options: DataOptions,
     ) -> None:
-        from trtcalib.errors import ConfigError
         from trtcalib.trt.workflow import BuildOptions, run_build
 
-        params = _parse_params(param or [])
-        if percentile is not None:
-            if not (math.isfinite(percentile) and 0 < percentile <= 100):
-                raise ConfigError(f"--percentile must be in (0, 100], got {percentile}")
-            params["percentile"] = percentile
         options = BuildOptions(
             model=model,
-            calibrator=calibrator,
-            batch=batch,
+            calibrator=common.resolve("calibrator", calibrator),
+            batch=common.resolve("batch", batch),
             data=data,
-            data_options=dopt.data_options(
-                subset_len=subset_len,
-                sample_method=sample_method,
-                seed=seed,
-                resize=resize,
-                crop=crop,
-                mean=mean,
-                std=std,
-                scale=scale,
-                layout=layout,
-                channels=channels,
-                interpolation=interpolation,
-            ),
+            data_options=data_options,
             cache=cache,
             engine=engine,
             reuse_cache=reuse_cache,
@@ -255,17 +110,24 @@ def register(app: typer.Typer) -> None:
             workspace_mb=workspace,
             trt_version=trt_version,
             last_batch=last_batch,
-            params=params,
+            params=common.calibrator_params(param, percentile),
             backend=cuda,
             progress=progress,
         )
         report = run_build(options)
         _print_report(report)
 
-    @app.command("env", help=_reflow(ENV_HELP))
-    def env_command(
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON, not tables.")] = False,
-    ) -> None:
+    @common.command(app, "env")
+    def env_command(as_json: common.JsonFlag = False) -> None:
+        """Show what this machine can build: TensorRT, CUDA, and the build paths that run here.
+
+        The TensorRT version found (10.x: implicit quantization with calibrators; 11.x: explicit
+        Q/DQ only) and whether its libraries load, the CUDA driver and devices (through
+        cuda-python and pycuda), and which `trtcalib build` paths run here and why not.
+        Default: tables on stdout; --json for scripts.
+
+        Example: trtcalib env --json
+        """
         import json
 
         from trtcalib.console import console
@@ -278,13 +140,6 @@ def register(app: typer.Typer) -> None:
         _print_env(env)
 
 
-def _plain(value: object) -> object:
-    """Cell text shown as is (paths and messages may hold [brackets], not rich markup)."""
-    from rich.text import Text
-
-    return Text(str(value))
-
-
 def _print_report(report) -> None:
     from rich.table import Table
 
@@ -293,12 +148,12 @@ def _print_report(report) -> None:
     table = Table(title="trtcalib build", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")
-    table.add_row("target", _plain(report.target))
-    table.add_row("engine", _plain(report.engine))
-    table.add_row("scales", _plain(report.scales_from))
-    table.add_row("cache", _plain(report.cache))
+    table.add_row("target", common.plain(report.target))
+    table.add_row("engine", common.plain(report.engine))
+    table.add_row("scales", common.plain(report.scales_from))
+    table.add_row("cache", common.plain(report.cache))
     if report.qdq_model is not None:
-        table.add_row("Q/DQ model", _plain(report.qdq_model))
+        table.add_row("Q/DQ model", common.plain(report.qdq_model))
     if report.batches is not None:
         table.add_row(
             "calibration data",
@@ -306,7 +161,7 @@ def _print_report(report) -> None:
         )
     console.print(table)
     for note in report.notes:
-        console.print(_plain(f"note: {note}"))
+        console.print(common.plain(f"note: {note}"))
 
 
 def _print_env(env: dict) -> None:
@@ -322,11 +177,11 @@ def _print_env(env: dict) -> None:
         table.add_row("version", "none")
     else:
         mode = "implicit: calibrators" if trt["quantization"] == "implicit" else "explicit: Q/DQ"
-        table.add_row("version", _plain(f"{trt['version']} ({mode})"))
-        table.add_row("module", _plain(trt["module"]))
-    table.add_row("libraries load", _plain("yes" if trt["loaded"] else f"no: {trt['error']}"))
+        table.add_row("version", common.plain(f"{trt['version']} ({mode})"))
+        table.add_row("module", common.plain(trt["module"]))
+    table.add_row("libraries load", common.plain("yes" if trt["loaded"] else f"no: {trt['error']}"))
     if trt["builder_error"]:
-        table.add_row("builder", _plain(f"no: {trt['builder_error']}"))
+        table.add_row("builder", common.plain(f"no: {trt['builder_error']}"))
     console.print(table)
 
     cuda = Table(title="CUDA", title_justify="left")
@@ -339,7 +194,7 @@ def _print_env(env: dict) -> None:
             row["installed"] or "no",
             row["driver"] or "-",
             row["runtime"] or "-",
-            _plain(state),
+            common.plain(state),
         )
     console.print(cuda)
 
@@ -347,5 +202,5 @@ def _print_env(env: dict) -> None:
     for column in ("path", "runs here", "why"):
         paths.add_column(column)
     for row in env["build_paths"]:
-        paths.add_row(row["name"], "yes" if row["runs_here"] else "no", _plain(row["reason"]))
+        paths.add_row(row["name"], "yes" if row["runs_here"] else "no", common.plain(row["reason"]))
     console.print(paths)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from pathlib import Path
@@ -10,31 +9,33 @@ from typing import Annotated
 
 import typer
 
+from trtcalib.commands import _common as common
+
 cache_app = typer.Typer(
     name="cache",
-    help=(
-        "Inspect TensorRT calibration caches (TRT-<version>-<Algorithm> text files): show "
-        "scales, diff two caches, verify a cache against a model and its provenance sidecar "
-        "(<cache>.json), convert to JSON/CSV and back."
+    help=common.reflow(
+        """Inspect, compare, check and convert TensorRT calibration caches.
+
+        A cache is TensorRT's TRT-<version>-<Algorithm> text file: show its scales, diff two
+        caches, verify a cache against a model and its provenance sidecar (<cache>.json),
+        convert it to JSON/CSV and back.
+
+        Example: trtcalib cache show model.cache
+        """
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
 )
 
 DEFAULT_RTOL = 0.01
+CHECKS = "Checks"
+HEADER = "Cache header"
+OUTPUT = common.OUTPUT
 
 
 def _command(name: str):
-    """Register on cache_app with the docstring reflowed: typer's "rich" help mode keeps the
-    source's single line breaks, which wrap badly in a terminal."""
-
-    def decorate(func):
-        paragraphs = inspect.cleandoc(func.__doc__ or "").split("\n\n")
-        text = "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
-        cache_app.command(name, help=text)(func)
-        return func
-
-    return decorate
+    """Register on cache_app with the docstring reflowed (see `_common.reflow`)."""
+    return common.command(cache_app, name)
 
 
 def register(app: typer.Typer) -> None:
@@ -61,7 +62,7 @@ def _print_json(data: object) -> None:
 @_command("show")
 def show_command(
     cache_path: Annotated[Path, typer.Argument(metavar="CACHE", help="Calibration cache.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, not a table.")] = False,
+    as_json: common.JsonFlag = False,
 ) -> None:
     """Show a cache's header and every tensor: scale, amax = 127 * scale, and the hex bits.
 
@@ -158,13 +159,18 @@ def diff_command(
             "--rtol",
             help="Largest allowed relative change of amax, |amaxB - amaxA| / |amaxA|.",
             show_default=True,
+            rich_help_panel=CHECKS,
         ),
     ] = DEFAULT_RTOL,
     allow_missing: Annotated[
         bool,
-        typer.Option("--allow-missing", help="Do not fail on tensors that are only in one file."),
+        typer.Option(
+            "--allow-missing",
+            help="Do not fail on tensors that are only in one file.",
+            rich_help_panel=CHECKS,
+        ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, not a table.")] = False,
+    as_json: common.JsonFlag = False,
 ) -> None:
     """Compare two caches tensor by tensor: relative change of amax, largest first.
 
@@ -272,13 +278,21 @@ def verify_command(
     ],
     calibrator: Annotated[
         str | None,
-        typer.Option("--calibrator", help="Also check the header fits this calibrator."),
+        typer.Option(
+            "--calibrator",
+            help="Also check the header fits this calibrator.",
+            rich_help_panel=CHECKS,
+        ),
     ] = None,
     trt_version: Annotated[
         str | None,
-        typer.Option("--trt-version", help="Also check the TensorRT major version (10.16.1)."),
+        typer.Option(
+            "--trt-version",
+            help="Also check the TensorRT major version (10.16.1).",
+            rich_help_panel=CHECKS,
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, not text.")] = False,
+    as_json: common.JsonFlag = False,
 ) -> None:
     """Check that a cache fits a model: scales for every activation, provenance matches.
 
@@ -385,18 +399,34 @@ def convert_command(
     source: Annotated[
         Path, typer.Argument(metavar="INPUT", help="A TensorRT cache, or JSON from --to json.")
     ],
-    to: Annotated[str, typer.Option("--to", help="Output format: json, csv or cache.")],
+    to: Annotated[
+        str,
+        typer.Option("--to", help="Output format: json, csv or cache.", rich_help_panel=OUTPUT),
+    ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write here (atomically) instead of stdout."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write here (atomically) instead of stdout.",
+            rich_help_panel=OUTPUT,
+        ),
     ] = None,
     trt_version: Annotated[
         str | None,
-        typer.Option("--trt-version", help="Set the header's TensorRT version (10.16.1, 8601)."),
+        typer.Option(
+            "--trt-version",
+            help="Set the header's TensorRT version (10.16.1, 8601).",
+            rich_help_panel=HEADER,
+        ),
     ] = None,
     algorithm: Annotated[
         str | None,
-        typer.Option("--algorithm", help="Set the header's algorithm (MinMaxCalibration)."),
+        typer.Option(
+            "--algorithm",
+            help="Set the header's algorithm (MinMaxCalibration).",
+            rich_help_panel=HEADER,
+        ),
     ] = None,
 ) -> None:
     """Convert a cache to JSON or CSV, or JSON back to a TensorRT cache.

@@ -7,81 +7,90 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
+from trtcalib.commands import _common as common
+from trtcalib.data import DataOptions
 from trtcalib.data import cli_options as dopt
 from trtcalib.errors import ConfigError
 
-QDQ_PANEL = "Q/DQ"
+QDQ_PANEL = common.QDQ
+SENSITIVITY_PANEL = "Sensitivity"
 SUFFIX = ".qdq.onnx"
 
-ModelArg = Annotated[
-    Path, typer.Argument(help="The FP32 ONNX model.", show_default=False, metavar="MODEL.onnx")
-]
-CacheOpt = Annotated[
+ModelArg = common.ModelArg
+CacheOpt = common.option(
     Path,
-    typer.Option(
-        "--cache",
-        "-c",
-        help="Calibration cache: written by trtcalib, or by TensorRT 8/10 (any algorithm).",
-        show_default=False,
-    ),
-]
-ExcludeOpt = Annotated[
+    "--cache",
+    "-c",
+    help="Calibration cache: written by trtcalib, or by TensorRT 8/10 (any algorithm).",
+    panel=QDQ_PANEL,
+)
+ExcludeOpt = common.option(
     list[str] | None,
-    typer.Option(
-        "--exclude",
-        "-x",
-        help=(
-            "Leave a node (by ONNX node name) or every node of an op type (e.g. Gemm) in float. "
-            "Repeat for several."
-        ),
-        rich_help_panel=QDQ_PANEL,
-        show_default=False,
-    ),
-]
-AllowPartialOpt = Annotated[
+    "--exclude",
+    "-x",
+    help="Leave a node (by ONNX node name) or every node of an op type (e.g. Gemm) in float. "
+    "Repeat for several. Default: none.",
+    panel=QDQ_PANEL,
+)
+AllowPartialOpt = common.option(
     bool,
-    typer.Option(
-        "--allow-partial",
-        help=(
-            "Accept a cache that has scales for fewer than half of the tensors to quantize "
-            "(by default that means the cache belongs to another model: error)."
-        ),
-        rich_help_panel=QDQ_PANEL,
-    ),
-]
-LabelsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--labels",
-        "-l",
-        help=(
-            "Integer class labels in data order: FILE.npy, FILE.npz (array 'labels' or its only "
-            "array) or FILE.npz:KEY. Default: the 'labels' array of --data when it is an .npz."
-        ),
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[
+    "--allow-partial",
+    help="Accept a cache that has scales for fewer than half of the tensors to quantize. "
+    "Default: off (such a cache belongs to another model: error).",
+    panel=QDQ_PANEL,
+)
+TopOpt = common.option(
+    int,
+    "--top",
+    min=1,
+    help="Rows to print in the per-tensor and sensitivity tables. Default: 10.",
+    panel=common.OUTPUT,
+)
+OutputOpt = common.option(
     Path | None,
-    typer.Option("--json", help="Also write the full report as JSON here.", show_default=False),
-]
-BatchOpt = Annotated[
+    "--output",
+    "-o",
+    help="Where to write the Q/DQ model. Never the input model. "
+    "Default: <model stem>.qdq.onnx in the current directory.",
+    panel=common.OUTPUT,
+)
+SensitivityOpt = common.option(
+    bool,
+    "--sensitivity",
+    help="Also rank layers by how much their quantization moves the output. Default: off.",
+    panel=SENSITIVITY_PANEL,
+)
+SensitivityModeOpt = common.option(
+    str,
+    "--sensitivity-mode",
+    help="'only': quantize one layer at a time, rest float; 'skip': quantize all but one "
+    "layer. Default: only.",
+    panel=SENSITIVITY_PANEL,
+)
+SensitivitySamplesOpt = common.option(
     int,
-    typer.Option(
-        "--batch",
-        "-b",
-        min=1,
-        help="Batch size for onnxruntime (a model with a fixed batch dim uses that one).",
-    ),
-]
-TopOpt = Annotated[
-    int,
-    typer.Option("--top", min=1, help="Rows to print in the per-tensor and sensitivity tables."),
-]
+    "--sensitivity-samples",
+    min=1,
+    help="Samples used for each sensitivity run (one run per layer). Default: 512.",
+    panel=SENSITIVITY_PANEL,
+)
+CalibratorsOpt = common.option(
+    str,
+    "--calibrators",
+    help="Comma-separated calibration algorithms to try (see `trtcalib algorithms`). "
+    "Default: entropy,minmax,percentile,mse.",
+    panel=common.CALIBRATION,
+)
+EvalDataOpt = common.option(
+    str | None,
+    "--eval-data",
+    help="Held-out data to evaluate on (same formats as --data). Default: --data itself, with "
+    "a warning (accuracy measured on calibration data is optimistic).",
+    panel=dopt.PANEL,
+)
 
 
 def _json_default(value):
@@ -186,23 +195,14 @@ def _summary_table(result):
     table.add_row("missing in cache (float)", str(len(result.missing)))
     table.add_row("skipped (scale 0/inf/NaN, dtype)", str(len(result.skipped)))
     if result.excluded:
-        table.add_row("excluded", ", ".join(result.excluded))
+        table.add_row("excluded", common.plain(", ".join(result.excluded)))
     return table
 
 
 def qdq_command(
     model: ModelArg,
     cache: CacheOpt,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Where to write the Q/DQ model. Default: <model stem>.qdq.onnx in the current "
-            "directory. Never the input model.",
-            show_default=False,
-        ),
-    ] = None,
+    output: OutputOpt = None,
     exclude: ExcludeOpt = None,
     allow_partial: AllowPartialOpt = False,
 ) -> None:
@@ -212,6 +212,7 @@ def qdq_command(
     Conv, ConvTranspose, Gemm and MatMul (activations per tensor with the cache's scale, zero
     point 0; weights per output channel, max|w|/127, kept float32 + Q/DQ) and the residual input
     of Adds TensorRT fuses into a Conv. Tensors without a scale stay in float and are listed.
+    Default output: <model stem>.qdq.onnx in the current directory.
 
     Example: trtcalib qdq model.onnx --cache model.cache -o model.int8.onnx
     """
@@ -232,7 +233,7 @@ def qdq_command(
     _report_result(result, cache)
     _write_atomic(target, lambda tmp: onnx.save(result.model, tmp))
     console.print(_summary_table(result))
-    console.print(f"wrote {target}")
+    console.print(common.plain(f"wrote {target}"))
 
 
 def _open_data(model, spec: str, options):
@@ -267,7 +268,7 @@ def _eval_tables(report, top: int):
     summary.add_column("max |err|", justify="right")
     for out in report.outputs:
         summary.add_row(
-            out.name,
+            common.plain(out.name),
             f"{out.cosine:.5f}",
             f"{out.min_cosine:.5f}",
             _fmt_db(out.sqnr_db),
@@ -275,7 +276,7 @@ def _eval_tables(report, top: int):
         )
     tables = [summary]
     if report.top1_agreement is not None:
-        acc = Table(title=f"Top-1 on '{report.classifier_output}'")
+        acc = Table(title=common.plain(f"Top-1 on '{report.classifier_output}'"))
         acc.add_column("top-1 agreement", justify="right")
         acc.add_column("FP32 accuracy", justify="right")
         acc.add_column("INT8 accuracy", justify="right")
@@ -305,7 +306,7 @@ def _eval_tables(report, top: int):
         tensors.add_column("clipped", justify="right")
         for t in worst:
             tensors.add_row(
-                t.name,
+                common.plain(t.name),
                 f"{t.scale:.6g}",
                 _fmt_db(t.sqnr_db),
                 _fmt_db(t.sqnr_vs_fp32_db),
@@ -332,7 +333,7 @@ def _sensitivity_table(ranking, mode: str, top: int):
         table.add_column("gain dB", justify="right")
     table.add_column("top-1 agreement", justify="right")
     for rank, row in enumerate(ranking[:top], start=1):
-        cells = [str(rank), row.node, row.op_type, _fmt_db(row.sqnr_db)]
+        cells = [str(rank), common.plain(row.node), row.op_type, _fmt_db(row.sqnr_db)]
         if mode == "skip":
             cells.append(_fmt_db(row.delta_db))
         cells.append(_fmt_pct(row.top1_agreement))
@@ -340,56 +341,29 @@ def _sensitivity_table(ranking, mode: str, top: int):
     return table
 
 
+@dopt.with_data_options()
 def eval_command(
     model: ModelArg,
-    cache: CacheOpt,
     data: dopt.DataArg,
-    labels: LabelsOpt = None,
-    json_out: JsonOpt = None,
-    batch: BatchOpt = 32,
+    cache: CacheOpt,
+    labels: common.Labels = None,
     exclude: ExcludeOpt = None,
     allow_partial: AllowPartialOpt = False,
-    sensitivity: Annotated[
-        bool,
-        typer.Option(
-            "--sensitivity",
-            help="Also rank layers by how much their quantization moves the output.",
-        ),
-    ] = False,
-    sensitivity_mode: Annotated[
-        str,
-        typer.Option(
-            "--sensitivity-mode",
-            help="'only': quantize one layer at a time, rest float; 'skip': quantize all but "
-            "one layer.",
-        ),
-    ] = "only",
-    sensitivity_samples: Annotated[
-        int,
-        typer.Option(
-            "--sensitivity-samples",
-            min=1,
-            help="Samples used for each sensitivity run (one run per layer).",
-        ),
-    ] = 512,
+    batch: common.Batch = None,
+    sensitivity: SensitivityOpt = False,
+    sensitivity_mode: SensitivityModeOpt = "only",
+    sensitivity_samples: SensitivitySamplesOpt = 512,
     top: TopOpt = 10,
-    subset_len: dopt.SubsetLen = None,
-    sample_method: dopt.SampleMethod = "sequential",
-    seed: dopt.Seed = 0,
-    resize: dopt.Resize = None,
-    crop: dopt.Crop = None,
-    mean: dopt.Mean = None,
-    std: dopt.Std = None,
-    scale: dopt.Scale = None,
-    layout: dopt.Layout = None,
-    channels: dopt.Channels = None,
-    interpolation: dopt.Interpolation = "bilinear",
+    json_out: common.JsonReport = None,
+    *,
+    data_options: DataOptions,
 ) -> None:
     """Measure what INT8 costs: run the FP32 model and its Q/DQ version on the same data.
 
     Prints top-1 agreement (and accuracy with labels), output cosine similarity and SQNR, and
     the quantized activations with the lowest SQNR. --sensitivity ranks the layers to --exclude.
     --data is the data to evaluate on (same formats as for calibration; use held-out data).
+    Defaults: batch 32, the 10 lowest-SQNR tensors, labels from the 'labels' array of an .npz.
 
     Example: trtcalib eval model.onnx --cache model.cache --data eval.npz --sensitivity
     """
@@ -402,20 +376,9 @@ def eval_command(
             f"--sensitivity-mode must be one of {', '.join(SENSITIVITY_MODES)}, "
             f"got {sensitivity_mode!r}"
         )
+    batch = common.check_batch(common.resolve("batch", batch))
     _check_json_target(json_out)
-    options = dopt.data_options(
-        subset_len=subset_len,
-        sample_method=sample_method,
-        seed=seed,
-        resize=resize,
-        crop=crop,
-        mean=mean,
-        std=std,
-        scale=scale,
-        layout=layout,
-        channels=channels,
-        interpolation=interpolation,
-    )
+    options = data_options
     fp32, cache_obj, result = _load_quantized(model, cache, exclude, allow_partial)
     _report_result(result, cache)
     source = _open_data(fp32, data, options)
@@ -486,72 +449,48 @@ def _parse_calibrators(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+@dopt.with_data_options(images=False)
 def compare_command(
     model: ModelArg,
     data: dopt.DataArg,
-    calibrators: Annotated[
-        str,
-        typer.Option(
-            "--calibrators",
-            help="Comma-separated calibration algorithms to try (see `trtcalib algorithms`).",
-        ),
-    ] = "entropy,minmax,percentile,mse",
-    batch: Annotated[
-        int, typer.Option("--batch", "-b", min=1, help="Calibration batch size.")
-    ] = 32,
-    eval_data: Annotated[
-        str | None,
-        typer.Option(
-            "--eval-data",
-            help="Held-out data to evaluate on (same formats as --data). Default: --data "
-            "itself, with a warning (accuracy measured on calibration data is optimistic).",
-            show_default=False,
-        ),
-    ] = None,
-    labels: Annotated[
-        str | None,
-        typer.Option(
-            "--labels",
-            "-l",
-            help="Integer class labels of the evaluation data, in its order: FILE.npy, FILE.npz "
-            "(array 'labels' or its only array) or FILE.npz:KEY. Default: the 'labels' array "
-            "of --eval-data (or --data) when it is an .npz.",
-            show_default=False,
-        ),
-    ] = None,
-    json_out: JsonOpt = None,
+    calibrators: CalibratorsOpt = "entropy,minmax,percentile,mse",
+    batch: common.Batch = None,
+    histogram: common.Histogram = None,
+    eval_data: EvalDataOpt = None,
+    labels: common.Labels = None,
     exclude: ExcludeOpt = None,
-    histogram: Annotated[
-        str,
-        typer.Option("--histogram", help="Histogram policy for calibration: exact or trt."),
-    ] = "exact",
-    subset_len: dopt.SubsetLen = None,
-    sample_method: dopt.SampleMethod = "sequential",
-    seed: dopt.Seed = 0,
+    json_out: common.JsonReport = None,
+    *,
+    data_options: DataOptions,
 ) -> None:
     """Calibrate with several algorithms and compare their INT8 accuracy in one table.
 
     Each calibrator's scales become a Q/DQ model (as `trtcalib qdq`) that is evaluated against
     FP32 on --eval-data (as `trtcalib eval`). --subset-len/--sample-method/--seed apply to the
-    calibration data only.
+    calibration data only. Defaults: entropy, minmax, percentile and mse, batch 32, histogram
+    exact, evaluated on --data itself (with a warning) unless --eval-data is given.
 
     Example: trtcalib compare model.onnx --data calib.npz --eval-data val.npz
     """
     from rich.table import Table
 
-    from trtcalib.calibrate import CalibrationSettings, calibrate
+    from trtcalib.calibrate import calibrate
     from trtcalib.console import console, make_progress, warn
-    from trtcalib.data import DataOptions
     from trtcalib.evaluate import evaluate
     from trtcalib.model import load_model
     from trtcalib.qdq import quantize_model
 
     names = _parse_calibrators(calibrators)
-    if histogram not in ("exact", "trt"):
-        raise ConfigError(f"--histogram must be exact or trt, got {histogram!r}")
+    settings = {
+        name: common.calibration_settings(
+            {"calibrator": name, "batch": batch, "histogram": histogram}, {}
+        )
+        for name in names
+    }
+    batch = settings[names[0]].batch_size
     _check_json_target(json_out)
     fp32 = load_model(model)
-    calib_options = dopt.data_options(subset_len=subset_len, sample_method=sample_method, seed=seed)
+    calib_options = data_options
     calib_source = _open_data(fp32, data, calib_options)
     if eval_data is None:
         eval_spec, eval_options = data, calib_options
@@ -567,8 +506,7 @@ def compare_command(
 
     rows = []
     for name in names:
-        settings = CalibrationSettings(calibrator=name, batch_size=batch, histogram=histogram)
-        calibrated = calibrate(fp32, calib_source, settings, progress=True)
+        calibrated = calibrate(fp32, calib_source, settings[name], progress=True)
         result = quantize_model(fp32, dict(calibrated.cache.scales), exclude or ())
         with make_progress() as progress:
             task = progress.add_task(f"evaluating {name}", total=eval_source.num_samples)
@@ -583,7 +521,9 @@ def compare_command(
         rows.append((name, calibrated, result, report))
 
     first = rows[0][3]
-    table = Table(title=f"INT8 (Q/DQ) vs FP32 on {first.num_samples} samples of {eval_spec}")
+    table = Table(
+        title=common.plain(f"INT8 (Q/DQ) vs FP32 on {first.num_samples} samples of {eval_spec}")
+    )
     table.add_column("calibrator", no_wrap=True)
     table.add_column("agree", justify="right", no_wrap=True)
     if label_values is not None:
@@ -619,7 +559,9 @@ def compare_command(
     for name, _, _result, report in rows:
         worst = min(report.tensors, key=lambda t: t.sqnr_db, default=None)
         if worst is not None:
-            console.print(f"worst tensor ({name}): {worst.name} {_fmt_db(worst.sqnr_db)} dB")
+            console.print(
+                common.plain(f"worst tensor ({name}): {worst.name} {_fmt_db(worst.sqnr_db)} dB")
+            )
     if json_out is not None:
         _write_json(
             json_out,
@@ -642,6 +584,6 @@ def compare_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("qdq")(qdq_command)
-    app.command("eval")(eval_command)
-    app.command("compare")(compare_command)
+    common.command(app, "qdq")(qdq_command)
+    common.command(app, "eval")(eval_command)
+    common.command(app, "compare")(compare_command)
