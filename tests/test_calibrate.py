@@ -199,7 +199,8 @@ def test_tensors_restricts_the_cache(conv_data):
     settings = CalibrationSettings("minmax", batch_size=25, tensors=["relu1", "input"])
     result = calibrate(model, source, settings, progress=False)
     assert list(result.cache.scales) == ["input", "relu1"]
-    assert result.provenance.params["tensors"] == ["relu1", "input"]
+    # recorded as a sorted set, so the order given on the command line does not defeat reuse
+    assert result.provenance.params["tensors"] == ["input", "relu1"]
 
 
 def test_unknown_tensor_name_is_an_error(conv_data):
@@ -293,6 +294,8 @@ def test_thread_pool_gives_the_same_statistics(conv_data):
         (CalibrationSettings(histogram="fuzzy"), "histogram policy"),
         (CalibrationSettings(growth="cube"), "growth rule"),
         (CalibrationSettings(num_bins=1000), "power of two"),
+        # a power of two too large to allocate: a one-line error, not numpy's ValueError
+        (CalibrationSettings(num_bins=1 << 62), "at most 65536"),
         (CalibrationSettings(last_batch="maybe"), "last batch"),
         (CalibrationSettings("minmax", params={"x": 1.0}), "unknown parameter 'x'"),
     ],
@@ -316,3 +319,75 @@ def test_widest_and_narrowest():
     rows = widest_and_narrowest(amax, 2)
     assert [name for name, _ in rows] == ["big", "t11", "t1", "t0"]
     assert widest_and_narrowest({"a": 1.0, "b": 2.0}, 5) == [("b", 2.0), ("a", 1.0)]
+
+
+def test_padded_cache_is_not_reused_for_an_unpadded_run(two_input_data, tmp_path):
+    """pad feeds repeated samples into the histograms (different scales), while the data
+    fingerprint covers the real samples only: the reuse check must still tell them apart."""
+    from trtcalib.cache import reuse_decision
+
+    model, _, _, source = two_input_data
+    padded = CalibrationSettings("entropy", batch_size=10, last_batch="pad")
+    kept = CalibrationSettings("entropy", batch_size=10, last_batch="keep")
+    result = calibrate(model, source, padded, progress=False)
+    path = tmp_path / "pad.cache"
+    write_cache(path, result.cache, result.provenance)
+    # same real samples, same fingerprint: only the recorded policy can tell the runs apart
+    assert data_fingerprint(source, 10, "pad") == data_fingerprint(source, 10, "keep")
+
+    def decision(settings):
+        return reuse_decision(
+            path,
+            model_fingerprint=model_fingerprint(model),
+            data_fingerprint=data_fingerprint(source, 10, settings.last_batch),
+            algorithm="entropy",
+            params=settings.provenance_params(settings.check()),
+            batch_size=10,
+            histogram="exact",
+        )
+
+    assert decision(padded).reusable
+    other = decision(kept)
+    assert not other.reusable
+    assert any("last_batch" in reason for reason in other.reasons)
+
+
+def test_tensor_selection_order_and_repeats_do_not_change_the_provenance():
+    a = CalibrationSettings("minmax", tensors=["b", "a", "a"])
+    b = CalibrationSettings("minmax", tensors=["a", "b"])
+    assert a.provenance_params(a.check()) == b.provenance_params(b.check())
+    c = CalibrationSettings("minmax", tensors=["a"])
+    assert c.provenance_params(c.check()) != b.provenance_params(b.check())
+
+
+def _with_fixed_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    fixed = onnx.ModelProto.FromString(model.SerializeToString())
+    dim = fixed.graph.input[0].type.tensor_type.shape.dim[0]
+    dim.ClearField("dim_param")
+    dim.dim_value = batch
+    return fixed
+
+
+def test_fixed_batch_model_with_another_batch_fails_before_reading_data():
+    """onnxruntime would fail on the first batch with 'invalid dimensions': say which option."""
+    model = _with_fixed_batch(tinymodels.conv_model(), 4)
+
+    def no_data():
+        raise AssertionError("data must not be read")
+        yield  # pragma: no cover
+
+    with pytest.raises(ConfigError, match=r"fixed batch of 4: use --batch 4"):
+        calibrate(model, no_data(), CalibrationSettings(batch_size=32), progress=False)
+
+
+def test_fixed_batch_model_and_a_partial_last_batch(conv_data):
+    _, x, source = conv_data  # 50 samples
+    model = _with_fixed_batch(tinymodels.conv_model(), 8)
+    settings = CalibrationSettings("minmax", batch_size=8)
+    with pytest.raises(ConfigError, match=r"last batch of 2: use --last-batch pad or drop"):
+        calibrate(model, source, settings, progress=False)
+    # with drop it runs: minmax of the input is max |x| over the 48 samples that were fed
+    dropped = CalibrationSettings("minmax", batch_size=8, last_batch="drop")
+    result = calibrate(model, source, dropped, progress=False)
+    expected = float(np.float32(np.abs(x[:48]).max()) / np.float32(127))
+    assert result.cache.scales["input"] == expected

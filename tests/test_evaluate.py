@@ -197,7 +197,13 @@ def test_load_labels_from_each_supported_form(tmp_path):
         (lambda d: np.savez(d / "k.npz", a=[1]), "k.npz:zz", "no array 'zz'"),
         (lambda d: np.save(d / "m.npy", np.zeros((3, 4))), "m.npy", r"shape \[N\]"),
         (lambda d: np.save(d / "f.npy", np.array([0.5, 1.0])), "f.npy", "integer"),
-        (lambda d: (d / "t.txt").write_text("1 2"), "t.txt", ".npy or .npz"),
+        (lambda d: (d / "t.csv").write_text("1,2"), "t.csv", r"\.npy, \.npz or \.txt"),
+        (
+            lambda d: (d / "t.txt").write_text("1\n2 3\n"),
+            "t.txt",
+            r"t\.txt:2: expected one integer",
+        ),
+        (lambda d: (d / "e.txt").write_text("\n\n"), "e.txt", "no labels"),
         (lambda d: (d / "bad.npy").write_bytes(b"junk"), "bad.npy", "cannot read"),
     ],
 )
@@ -224,3 +230,22 @@ def test_select_labels_follows_the_data_selection(tmp_path):
         np.testing.assert_array_equal(picked, seen, err_msg=method)
     with pytest.raises(DataError, match="29 labels for 30"):
         select_labels(labels[:29], DataOptions(), n, origin="labels")
+
+
+def test_labels_txt_one_integer_per_line(tmp_path):
+    """samples/images ships labels.txt: one class per line in file-name order."""
+    (tmp_path / "labels.txt").write_text("3\n1\n\n4\r\n")
+    np.testing.assert_array_equal(load_labels(str(tmp_path / "labels.txt")), [3, 1, 4])
+
+
+@pytest.mark.parametrize("bad", [-1, 4])
+def test_labels_outside_the_classes_are_an_error(conv_setup, bad):
+    """conv_model has 4 classes: label 4 or -1 can only come from a wrong labels file (it would
+    silently count as a wrong prediction and report a meaningless accuracy)."""
+    model, qdq, x, source = conv_setup
+    labels = np.zeros(len(x), np.int64)
+    labels[5] = bad
+    with pytest.raises(
+        DataError, match=rf"1 labels outside the 4 classes .*label {bad} of sample 5"
+    ):
+        evaluate(model, qdq, source, labels, batch_size=6)

@@ -34,3 +34,47 @@ def test_bad_model_files(tmp_path, content, message):
 def test_directory_is_not_a_model(tmp_path):
     with pytest.raises(ModelError, match="is a directory"):
         load_model(tmp_path)
+
+
+def _save_with_external_weights(tmp_path):
+    import onnx
+
+    model = tinymodels.conv_model()
+    path = tmp_path / "ext.onnx"
+    onnx.save(
+        onnx.ModelProto.FromString(model.SerializeToString()),  # save() rewrites its argument
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.weights",
+        size_threshold=0,
+    )
+    return model, path
+
+
+def test_external_weights_are_loaded(tmp_path):
+    from onnx import numpy_helper
+
+    model, path = _save_with_external_weights(tmp_path)
+    loaded = load_model(path)
+    expected = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for tensor in loaded.graph.initializer:
+        np.testing.assert_array_equal(numpy_helper.to_array(tensor), expected[tensor.name])
+
+
+def test_missing_external_weights_file_is_named(tmp_path):
+    """A good graph whose weights file was not copied along is not 'not an ONNX model'."""
+    _, path = _save_with_external_weights(tmp_path)
+    (tmp_path / "ext.weights").unlink()
+    with pytest.raises(ModelError, match=r"external weights file 'ext\.weights' not found") as info:
+        load_model(path)
+    assert "not an ONNX model" not in str(info.value)
+
+
+def test_truncated_external_weights_file_is_named(tmp_path):
+    _, path = _save_with_external_weights(tmp_path)
+    weights = tmp_path / "ext.weights"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelError, match=r"cannot read external weights \(ext\.weights\)") as info:
+        load_model(path)
+    assert "\n" not in str(info.value)

@@ -35,6 +35,15 @@ from trtcalib.stats import (
 )
 
 
+def check_choice(what: str, value: Any, choices: Sequence[str]) -> None:
+    """ConfigError "<what> must be one of a, b, got 'x'" unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ConfigError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+
+
+MAX_BINS = 1 << 16  # TensorRT uses 2048; more bins cost memory per tensor and change little
+
+
 @dataclass(frozen=True)
 class CalibrationSettings:
     """How to calibrate. `params` are the calibrator's parameters (defaults filled in later)."""
@@ -57,21 +66,18 @@ class CalibrationSettings:
             raise ConfigError(f"batch size must be a positive integer, got {self.batch_size!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be a positive integer, got {self.batch_size}")
-        if self.histogram not in HISTOGRAMS:
-            raise ConfigError(
-                f"histogram policy must be one of {', '.join(HISTOGRAMS)}, got {self.histogram!r}"
-            )
-        if self.growth not in GROWTHS:
-            raise ConfigError(
-                f"growth rule must be one of {', '.join(GROWTHS)}, got {self.growth!r}"
-            )
+        check_choice("histogram policy", self.histogram, HISTOGRAMS)
+        check_choice("growth rule", self.growth, GROWTHS)
         n = self.num_bins
         if isinstance(n, bool) or not isinstance(n, int) or n < 128 or n & (n - 1):
             raise ConfigError(f"number of bins must be a power of two >= 128, got {n!r}")
-        if self.last_batch not in LAST_BATCH:
+        if n > MAX_BINS:
+            # every tensor keeps its histogram (the exact policy 16x finer, with per-bin min/max)
+            # for the whole run: 2**16 bins already cost ~50 MB per tensor
             raise ConfigError(
-                f"last batch policy must be one of {', '.join(LAST_BATCH)}, got {self.last_batch!r}"
+                f"number of bins must be at most {MAX_BINS} (memory grows with it), got {n}"
             )
+        check_choice("last batch policy", self.last_batch, LAST_BATCH)
         return get_algorithm(self.calibrator).validate(dict(self.params))
 
     def provenance_params(self, full_params: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,7 +100,13 @@ class CalibrationSettings:
                 for e in self.overrides.entries
             ]
         if self.tensors is not None:
-            params["tensors"] = list(self.tensors)
+            # a set of names: `--tensors b,a,a` calibrates exactly what `--tensors a,b` does
+            params["tensors"] = sorted(set(self.tensors))
+        if self.last_batch == "pad":
+            # the data fingerprint covers the real samples only, but the repeated samples of a
+            # padded last batch enter the histograms: without this a `pad` cache would be
+            # reused for a `keep` run (and back) although the scales differ
+            params["last_batch"] = "pad"
         return params
 
 
@@ -168,6 +180,7 @@ def collect_statistics(
 
     model = _as_model(model)
     params = settings.check()
+    check_fixed_batch(model, settings, getattr(source, "num_samples", None))
     capture = ActivationCapture(model, settings.tensors)
     tensor_settings = resolve_tensor_settings(capture.tensor_names, settings, params)
     skipped = [name for name, ts in tensor_settings.items() if ts.skip]
@@ -224,6 +237,34 @@ def collect_statistics(
     return Collected(
         stats, fingerprint.hexdigest(), num_samples, num_batches, skipped, tensor_settings
     )
+
+
+def check_fixed_batch(
+    model: onnx.ModelProto, settings: CalibrationSettings, num_samples: int | None
+) -> None:
+    """A model input with a fixed leading dim runs only batches of exactly that size.
+
+    Checked before any data is read: otherwise onnxruntime fails on the first (or the last,
+    partial) batch with an "invalid dimensions" message that names neither option to change.
+    """
+    from trtcalib.model import input_specs
+
+    for spec in input_specs(model):
+        lead = spec.shape[0] if spec.shape else None
+        if not isinstance(lead, int) or lead <= 0:
+            continue
+        if settings.batch_size != lead:
+            raise ConfigError(
+                f"model input '{spec.name}' {spec.shape_str()} has a fixed batch of {lead}: "
+                f"use --batch {lead} (or export the model with a dynamic batch), "
+                f"not {settings.batch_size}"
+            )
+        rest = num_samples % lead if num_samples is not None else 0
+        if settings.last_batch == "keep" and rest:
+            raise ConfigError(
+                f"model input '{spec.name}' {spec.shape_str()} has a fixed batch of {lead}, but "
+                f"{num_samples} samples leave a last batch of {rest}: use --last-batch pad or drop"
+            )
 
 
 def _submit(
@@ -370,6 +411,7 @@ __all__ = [
     "CalibrationSettings",
     "Collected",
     "calibrate",
+    "check_choice",
     "collect_statistics",
     "nonfinite_report",
     "resolve_tensor_settings",

@@ -301,6 +301,8 @@ def evaluate(
                 max_err[name] = max(max_err[name], err)
         if classifier is None and seen == 0:
             classifier = _classifier_output(model, fp32)
+            if classifier is not None and labels is not None:
+                _check_label_range(labels, fp32[classifier].shape[-1], classifier)
         if classifier is not None:
             top_fp32 = np.argmax(fp32[classifier], axis=-1)
             top_int8 = np.argmax(qdq[classifier], axis=-1)
@@ -503,13 +505,47 @@ def _labels_array(values: np.ndarray, origin: str) -> np.ndarray:
     raise DataError(f"{origin}: labels must be integer class indices, got {values.dtype}")
 
 
+def _check_label_range(labels: np.ndarray, num_classes: int, output: str) -> None:
+    """A label outside [0, classes) is a wrong labels file, not a wrong prediction."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"labels: {bad.size} labels outside the {num_classes} classes of '{output}' "
+            f"(first: label {int(labels[i])} of sample {i}); wrong labels file?"
+        )
+
+
+def _text_labels(path) -> np.ndarray:
+    """One integer class per line (blank lines ignored), as samples/images/labels.txt."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read labels ({exc})") from None
+    values = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            values.append(int(text))
+        except ValueError:
+            raise DataError(
+                f"{path}:{number}: expected one integer class per line, got {text[:40]!r}"
+            ) from None
+    if not values:
+        raise DataError(f"{path}: no labels (expected one integer class per line)")
+    return np.asarray(values, dtype=np.int64)
+
+
 def _npz_keys(path: str) -> list[str]:
     with np.load(path, allow_pickle=False) as archive:
         return list(archive.files)
 
 
 def load_labels(spec: str) -> np.ndarray:
-    """Labels from FILE.npy, FILE.npz (its 'labels' array, or its only array) or FILE.npz:KEY."""
+    """Labels from FILE.npy, FILE.npz (its 'labels' array, or its only array), FILE.npz:KEY or
+    FILE.txt (one integer per line)."""
     from pathlib import Path
 
     path_text, key = spec, None
@@ -521,6 +557,10 @@ def load_labels(spec: str) -> np.ndarray:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a .npy or .npz labels file")
     suffix = path.suffix.lower()
+    if suffix == ".txt":
+        if key is not None:
+            raise DataError(f"{path}: a .txt labels file has no keys (got ':{key}')")
+        return _text_labels(path)
     try:
         if suffix == ".npy":
             if key is not None:
@@ -543,7 +583,7 @@ def load_labels(spec: str) -> np.ndarray:
                     raise DataError(f"{path}: no array '{key}' (has: {', '.join(keys) or 'none'})")
                 values = archive[key]
         else:
-            raise DataError(f"{path}: labels must be a .npy or .npz file")
+            raise DataError(f"{path}: labels must be a .npy, .npz or .txt file")
     except DataError:
         raise
     except (ValueError, OSError, EOFError) as exc:

@@ -37,12 +37,43 @@ def load_model(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProt
     if path.is_dir():
         raise ModelError(f"{path}: is a directory, expected an .onnx file")
     try:
-        model = onnx.load(str(path), load_external_data=load_weights)
+        # the graph first: a bad weights file next to a good model is not "not an ONNX model"
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError, onnx may raise others
         raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__})") from exc
     if not model.graph.node and not model.graph.input:
         raise ModelError(f"{path}: not an ONNX model (empty graph)")
+    if load_weights:
+        _load_external_weights(model, path)
     return model
+
+
+def _load_external_weights(model: onnx.ModelProto, path: Path) -> None:
+    """Read weights stored in files next to the model; name the file when one is unusable."""
+    from onnx import external_data_helper as ext
+
+    locations = []
+    for tensor in ext._get_all_tensors(model):
+        if ext.uses_external_data(tensor):
+            location = ext.ExternalDataInfo(tensor).location
+            if location not in locations:
+                locations.append(location)
+    if not locations:
+        return
+    for location in locations:
+        if not (path.parent / location).is_file():
+            raise ModelError(
+                f"{path}: external weights file '{location}' not found next to the model "
+                f"(expected {path.parent / location})"
+            )
+    try:
+        ext.load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # truncated file, unsafe location (onnx refuses '..'), ...
+        where = locations[0] if len(locations) == 1 else ", ".join(locations)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ModelError(
+            f"{path}: cannot read external weights ({where}): {type(exc).__name__}: {first}"
+        ) from exc
 
 
 def input_specs(model: onnx.ModelProto) -> list[InputSpec]:

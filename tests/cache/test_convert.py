@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -110,3 +111,35 @@ def test_any_sidecar_json_raises_only_cache_format_error(value):
 def test_json_round_trip_property(scales):
     cache = CalibrationCache.from_scales(scales, "EntropyCalibration2", 8601)
     assert cache_from_json(cache_to_json(cache)) == cache
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        ("1" + "0" * 400, "tensor 'a'"),  # a JSON integer too large for a float: no traceback
+        ("1e40", "beyond the float32 range"),  # finite, but would be written as inf (7f800000)
+    ],
+    ids=["huge-integer", "1e40"],
+)
+def test_json_scale_outside_float32_is_a_one_line_error(scale, message):
+    text = '{"trt_version": 8601, "algorithm": "MinMaxCalibration", "tensors": {"a": {"scale": '
+    with pytest.raises(CacheFormatError, match=message):
+        cache_from_json(text + scale + "}}}", "s.json")
+
+
+def test_json_hex_that_is_not_a_string_is_named():
+    text = '{"trt_version": 8601, "algorithm": "MinMaxCalibration", "tensors": {"a": {"hex": 5}}}'
+    with pytest.raises(CacheFormatError, match=r"s\.json: tensor 'a': 'hex' must be a string"):
+        cache_from_json(text, "s.json")
+
+
+def test_json_largest_float32_scale_is_kept():
+    largest = float(np.finfo(np.float32).max)
+    text = json.dumps(
+        {
+            "trt_version": 8601,
+            "algorithm": "MinMaxCalibration",
+            "tensors": {"a": {"scale": largest}},
+        }
+    )
+    assert cache_from_json(text).to_bytes() == b"TRT-8601-MinMaxCalibration\na: 7f7fffff\n"

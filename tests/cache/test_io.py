@@ -114,6 +114,10 @@ def test_cache_without_sidecar_is_usable(tmp_path):
         '{"format_version": 1, "algorithm": "entropy", "tensors": [1]}',
         '{"format_version": 1, "algorithm": "entropy", "inputs": [{"shape": [1]}]}',
         '{"format_version": 1, "algorithm": "entropy", "inputs": [{"name": "x", "dtype": 5}]}',
+        # an integer beyond float64 (json.loads gives an int, float() overflows)
+        '{"format_version": 1, "algorithm": "entropy", "tensors": {"a": {"amax": 1'
+        + "0" * 400
+        + "}}}",
     ],
 )
 def test_corrupt_sidecar_is_a_clear_error(tmp_path, content):

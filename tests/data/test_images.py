@@ -263,3 +263,21 @@ def test_crop_larger_than_resize_and_bad_mean(tmp_path):
         open_source(
             tmp_path / "i", spec("N", 3, 4, 4), DataOptions(image=ImageOptions(mean=(0.5, 0.5)))
         )
+
+
+def test_mean_count_message_for_one_channel(tmp_path):
+    write(tmp_path / "i" / "a.png", rgb(4, 4))
+    with pytest.raises(ConfigError, match=r"--mean needs 1 value for 1 channel\(s\), got 2$"):
+        open_source(
+            tmp_path / "i", spec("N", 1, 4, 4), DataOptions(image=ImageOptions(mean=(0.5, 0.5)))
+        )
+
+
+def test_layout_that_puts_a_spatial_dim_on_channels_blames_the_layout(tmp_path):
+    """--layout nhwc on an [N,1,28,28] model reads 28 channels: no --channels can fit that,
+    so the message must point at --layout, not claim 'rgb images' the user never asked for."""
+    write(tmp_path / "i" / "a.png", rgb(28, 28))
+    with pytest.raises(DataError, match=r"has 28 channels in nhwc layout; .*check --layout$"):
+        open_source(
+            tmp_path / "i", spec("N", 1, 28, 28), DataOptions(image=ImageOptions(layout="nhwc"))
+        )

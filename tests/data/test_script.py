@@ -276,3 +276,36 @@ def test_missing_script_file(tmp_path):
         open_source(tmp_path / "nothere.py", TWO)
     with pytest.raises(DataError, match=r"nothere\.py: no such file"):
         open_source(f"{tmp_path / 'nothere.py'}:func", TWO)
+
+
+def test_sys_exit_while_importing_is_a_data_error(tmp_path):
+    """argparse at module level calls sys.exit(2): that must not end trtcalib with the script's
+    status and no message (exit 3 would even read as "stopped at the GPU boundary")."""
+    path = script(
+        tmp_path,
+        """
+        import sys
+
+        sys.exit(3)
+        """,
+    )
+    with pytest.raises(DataError, match=r"load\.py: the script called sys\.exit\(3\) while being"):
+        open_source(path, TWO)
+
+
+@pytest.mark.parametrize("where", ["first", "later"])
+def test_sys_exit_inside_the_generator_is_a_data_error(tmp_path, where):
+    path = script(
+        tmp_path,
+        f"""
+        import sys
+        import numpy as np
+
+        def load_data():
+            if {where == "later"}:
+                yield {{"a": np.zeros((1, 2), np.float32), "b": np.zeros((1, 3), np.float32)}}
+            sys.exit("stop")
+        """,
+    )
+    with pytest.raises(DataError, match=r"load_data raised SystemExit: stop"):
+        read_all(open_source(path, TWO))

@@ -242,3 +242,96 @@ def test_env_with_real_tensorrt_11(workdir, env_for):
     assert env["tensorrt"]["quantization"] == "explicit"
     paths = {p["name"]: p for p in env["build_paths"]}
     assert "no calibrators" in paths["TensorRT 10 INT8 engine (calibrators)"]["reason"]
+
+
+def test_qdq_model_gets_the_usual_file_mode(cli, workdir, no_tensorrt):
+    """The Q/DQ model is a user output to copy to the GPU host: not a 0600 temp file."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        assert cli(*BUILD, "--trt-version", "11").exit_code == 3
+    finally:
+        os.umask(old)
+    qdq_path = workdir / "engines" / "model.entropy.b8.qdq.onnx"
+    assert stat.S_IMODE(qdq_path.stat().st_mode) == 0o644
+
+
+def test_tensorrt_11_reuses_a_tensorrt_10_cache_of_the_same_calibration(cli, workdir, no_tensorrt):
+    """TensorRT 11 reads no cache, only its scales: the header's TensorRT version is no reason to
+    recalibrate (and overwrite the TensorRT 10 cache) when model, data and settings match."""
+    assert cli(*BUILD).exit_code == 3  # TensorRT 10 target: CPU calibration, TRT-101601 cache
+    before = (workdir / CACHE).read_bytes()
+    result = cli(*BUILD, "--trt-version", "11")
+    assert result.exit_code == 3
+    assert "reusing caches/model.entropy.b8.cache" in result.stderr
+    assert "calibrating on the CPU" not in result.stderr
+    assert (workdir / CACHE).read_bytes() == before  # still the TensorRT 10 cache
+    model = onnx.load(str(workdir / "engines" / "model.entropy.b8.qdq.onnx"))
+    assert "QuantizeLinear" in [node.op_type for node in model.graph.node]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"TRT-8601-EntropyCalibration2\r\ninput: 3c010a14\r\n",  # TensorRT 8, another target
+        b"TRT-101601-EntropyCalibration2\ninput: 3c010a14\n",  # TensorRT 10, cannot be checked
+    ],
+    ids=["trt8", "trt10"],
+)
+def test_auto_never_overwrites_a_cache_without_provenance(cli, workdir, no_tensorrt, content):
+    """`--cache their.cache` written by TensorRT: auto can neither check nor silently replace it."""
+    (workdir / "their.cache").write_bytes(content)
+    result = cli(*BUILD, "--cache", "their.cache")
+    assert result.exit_code == 2
+    line = _one_error_line(result.stderr)
+    assert "their.cache" in line and "--reuse-cache always" in line
+    assert (workdir / "their.cache").read_bytes() == content
+    assert not (workdir / "their.cache.json").exists()
+    assert "calibrating" not in result.stderr
+    # never: the user said so, it is recalibrated and replaced
+    again = cli(*BUILD, "--cache", "their.cache", "--reuse-cache", "never")
+    assert again.exit_code == 3
+    assert read_provenance(workdir / "their.cache") is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--cache", "calib.npz"), "--cache calib.npz: is the --data source"),
+        (("--cache", "model.onnx"), "--cache model.onnx: is the model"),
+        (("--engine", "model.onnx"), "--engine model.onnx: is the model"),
+        (("--engine", "e.bin", "--cache", "e.bin"), "--cache and --engine are the same file"),
+    ],
+)
+def test_outputs_never_replace_the_inputs(cli, workdir, no_tensorrt, args, message):
+    """`--reuse-cache never --cache calib.npz` wrote the cache over the calibration data."""
+    before = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
+    result = cli(*BUILD, "--reuse-cache", "never", *args)
+    assert result.exit_code == 2
+    assert message in _one_error_line(result.stderr)
+    after = {p.name: p.read_bytes() for p in workdir.iterdir() if p.is_file()}
+    assert after == before
+    assert not (workdir / "caches").exists() and not (workdir / "engines").exists()
+
+
+def test_qdq_model_path_derived_from_the_engine_never_replaces_the_model(cli, workdir, no_tensorrt):
+    (workdir / "model.onnx").rename(workdir / "m.qdq.onnx")
+    before = (workdir / "m.qdq.onnx").read_bytes()
+    result = cli(
+        "build",
+        "m.qdq.onnx",
+        "--data",
+        "calib.npz",
+        "--batch",
+        "8",
+        "--no-progress",
+        "--trt-version",
+        "11",
+        "--engine",
+        "m.engine",
+    )
+    assert result.exit_code == 2
+    assert "is the model" in _one_error_line(result.stderr)
+    assert (workdir / "m.qdq.onnx").read_bytes() == before

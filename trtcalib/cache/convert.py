@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from typing import Any
 
-from trtcalib.cache.format import CalibrationCache, hex_to_scale, same_float32
+from trtcalib.cache.format import CalibrationCache, hex_to_scale, same_float32, to_float32
 from trtcalib.cache.provenance import float_from_json, json_float
 from trtcalib.errors import CacheFormatError
 
@@ -73,11 +74,27 @@ def cache_from_json(text: str | bytes, source: str = "<json>") -> CalibrationCac
     for name, entry in data["tensors"].items():
         if not isinstance(entry, dict):
             raise CacheFormatError(f"{source}: tensor {name!r}: expected an object")
+        raw_hex = entry.get("hex")
+        if raw_hex is not None and not isinstance(raw_hex, str):
+            raise CacheFormatError(
+                f"{source}: tensor {name!r}: 'hex' must be a string such as \"3c010a14\", "
+                f"got {raw_hex!r}"
+            )
         try:
-            from_hex = hex_to_scale(entry["hex"]) if entry.get("hex") is not None else None
+            from_hex = hex_to_scale(raw_hex) if raw_hex is not None else None
             from_scale = float_from_json(entry.get("scale"))
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
             raise CacheFormatError(f"{source}: tensor {name!r}: {exc}") from None
+        if (
+            from_scale is not None
+            and math.isfinite(from_scale)
+            and math.isinf(to_float32(from_scale))
+        ):
+            # a finite number would silently become 7f800000 (inf) in the cache
+            raise CacheFormatError(
+                f"{source}: tensor {name!r}: scale {from_scale:g} is beyond the float32 range "
+                '(a cache holds float32 scales; write "inf" for an infinite one)'
+            )
         if from_hex is None and from_scale is None:
             raise CacheFormatError(f"{source}: tensor {name!r}: needs 'hex' or 'scale'")
         if from_hex is not None and from_scale is not None and not _close(from_hex, from_scale):

@@ -53,7 +53,10 @@ def float_from_json(value: Any) -> float | None:
     if isinstance(value, bool):
         raise ValueError(f"not a number: {value!r}")
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer beyond float64: callers expect ValueError
+            raise ValueError(f"number too large: {str(value)[:20]}...") from None
     if isinstance(value, str) and value in ("inf", "-inf", "nan", "+inf"):
         return float(value)
     raise ValueError(f"not a number: {value!r}")

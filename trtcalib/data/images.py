@@ -74,7 +74,8 @@ def _per_channel(
     if values is None:
         return np.full(n, default, dtype=np.float32)
     if len(values) not in (1, n):
-        raise ConfigError(f"{option} needs 1 or {n} values for {n} channel(s), got {len(values)}")
+        wanted = "1 value" if n == 1 else f"1 or {n} values"
+        raise ConfigError(f"{option} needs {wanted} for {n} channel(s), got {len(values)}")
     return np.broadcast_to(np.asarray(values, dtype=np.float32), (n,)).copy()
 
 
@@ -102,6 +103,12 @@ def resolve_plan(spec: InputSpec, options: ImageOptions, where: str) -> ImagePla
     model_c = fixed(c_axis)
     channels = options.channels or ("gray" if model_c == 1 else "rgb")
     n_ch = 1 if channels == "gray" else 3
+    if model_c is not None and model_c not in (1, 3):
+        # no --channels can fix this: the layout (or the model input) is not an image's
+        raise DataError(
+            f"{where}: input '{spec.name}' {spec.shape_str()} has {model_c} channels in "
+            f"{layout} layout; images have 1 (gray) or 3 (rgb/bgr): check --layout"
+        )
     if model_c is not None and model_c != n_ch:
         raise DataError(
             f"{where}: input '{spec.name}' {spec.shape_str()} has {model_c} channel(s) in "

@@ -72,6 +72,14 @@ def load_function(path: Path, func: str) -> Callable[[], Any]:
             spec.loader.exec_module(module)
     except TrtcalibError:
         raise
+    except SystemExit as exc:
+        # e.g. argparse or sys.exit() at module level: would end trtcalib with the script's
+        # status (3 reads as "stopped at the GPU boundary") and no message
+        raise DataError(
+            f"{path}: the script called sys.exit({exc.code!r}) while being imported"
+            f"{_line_in(path, exc)}; put its command-line code under "
+            "`if __name__ == '__main__':`"
+        ) from None
     except Exception as exc:
         raise DataError(
             f"{path}: error while importing the script: {_describe_exc(exc)}{_line_in(path, exc)}"
@@ -145,7 +153,7 @@ class ScriptSource(BatchSource):
                 result = self.function()
         except TrtcalibError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in the function: see load_function
             raise DataError(
                 f"{self.label} raised {_describe_exc(exc)}{_line_in(self.path, exc)}"
             ) from None
@@ -169,7 +177,7 @@ class ScriptSource(BatchSource):
             return None
         except TrtcalibError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in the generator: see load_function
             raise DataError(
                 f"{self.label} raised {_describe_exc(exc)}{_line_in(self.path, exc)} (item {index})"
             ) from None

@@ -20,6 +20,7 @@ import numpy as np
 
 from trtcalib.console import warn
 from trtcalib.data.options import DataOptions
+from trtcalib.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class Selection:
         return len(self.indices) == 0 or stop > self.indices[-1]
 
 
+def _rng(options: DataOptions) -> np.random.Generator:
+    """The generator behind --sample-method random; numpy refuses negative seeds."""
+    seed = options.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+    return np.random.default_rng(seed)
+
+
 def make_selection(total: int, options: DataOptions, origin: str) -> Selection:
     n = options.subset_len
     if n is None:
@@ -65,7 +74,7 @@ def make_selection(total: int, options: DataOptions, origin: str) -> Selection:
         return Selection(total)
     if options.sample_method == "sequential":
         return Selection(total, limit=n)
-    rng = np.random.default_rng(options.seed)
+    rng = _rng(options)
     indices = np.sort(rng.choice(total, size=n, replace=False))
     return Selection(total, indices=indices)
 
@@ -83,7 +92,7 @@ def reservoir(
     """Uniform random `subset_len` samples from a stream of unknown length, in source order."""
     n = options.subset_len
     assert n is not None
-    rng = np.random.default_rng(options.seed)
+    rng = _rng(options)
     slots: list[tuple[int, dict[str, np.ndarray]]] = []
     seen = 0
     for chunk in chunks:

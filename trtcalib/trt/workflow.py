@@ -71,10 +71,9 @@ def default_cache_path(model: Path, calibrator: str, batch: int) -> Path:
 
 
 def _check_options(o: BuildOptions) -> None:
-    if o.reuse_cache not in REUSE_MODES:
-        raise ConfigError(
-            f"--reuse-cache must be one of {', '.join(REUSE_MODES)}, got {o.reuse_cache!r}"
-        )
+    from trtcalib.calibrate import check_choice
+
+    check_choice("--reuse-cache", o.reuse_cache, REUSE_MODES)
     if o.last_batch not in LAST_BATCH:
         raise ConfigError(
             f"--last-batch must be drop or pad for TensorRT (every batch at the OPT shape), "
@@ -142,6 +141,34 @@ def _check_writable(path: Path) -> None:
         raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:  # e.g. a symlink loop: cannot be the same file we are about to write
+        return False
+
+
+def _check_outputs_spare_inputs(o: BuildOptions, cache: Path, engine: Path) -> None:
+    """Refuse output paths that name an input: `--cache calib.npz` must not replace the data."""
+    inputs = {"the model": Path(o.model)}
+    if o.data is not None:
+        data = Path(o.data)
+        if not data.exists() and ":" in o.data:  # script.py:func
+            data = Path(o.data.rsplit(":", 1)[0])
+        inputs["the --data source"] = data
+    outputs = {
+        "--cache": cache,
+        "--engine": engine,
+        "--engine (its Q/DQ model)": engine.with_name(engine.stem + ".qdq.onnx"),
+    }
+    for option, out in outputs.items():
+        for what, path in inputs.items():
+            if _same_file(out, path):
+                raise ConfigError(f"{option} {out}: is {what}; choose another path")
+    if _same_file(cache, engine):
+        raise ConfigError(f"--cache and --engine are the same file ({cache}); choose two paths")
+
+
 def finish_command(o: BuildOptions, major: int, cache: Path, engine: Path) -> str:
     """The command that completes this build on a GPU host from the cache written here."""
     parts = ["trtcalib", "build", str(o.model), "--calibrator", o.calibrator]
@@ -185,15 +212,26 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
         params=settings.provenance_params(full),
         batch_size=o.batch,
         histogram=None,  # a CPU-made cache (any histogram policy) or TensorRT's own: both fine
-        trt_version=settings.trt_version,
+        # TensorRT 11 reads no cache: only its scales go into the Q/DQ model, so a TensorRT 8/10
+        # cache is as good as one with a TRT-11 header (the migration path to TensorRT 11)
+        trt_version=settings.trt_version if major <= LAST_IMPLICIT_MAJOR else None,
         tensor_names=None,  # the model fingerprint already pins the tensors
     )
     if decision.reusable and decision.provenance is not None:
         made_by = decision.provenance.extra.get("calibrated_by", "trtcalib on the CPU")
         info(f"reusing {path}: its provenance matches (made by {made_by}): calibration skipped")
         return decision.cache
-    reasons = decision.reasons or ["it has no provenance sidecar, so nothing can be checked"]
-    info(f"not reusing {path}: " + "; ".join(reasons))
+    if decision.provenance is None:
+        # written by TensorRT, by another tool or edited by hand: auto can neither vouch for it
+        # nor silently replace what the user keeps there (e.g. `--cache their_trt8.cache`)
+        found = "; ".join(decision.reasons) if decision.reasons else "nothing can be checked"
+        raise ConfigError(
+            f"{path}: no valid trtcalib provenance sidecar (a TensorRT-written or edited cache?) "
+            f"so --reuse-cache auto will neither reuse nor overwrite it ({found}): use "
+            "--reuse-cache always to build from it, never to recalibrate over it, or another "
+            "--cache"
+        )
+    info(f"not reusing {path}: " + "; ".join(decision.reasons))
     return None
 
 
@@ -224,6 +262,11 @@ def _save_onnx(model: Any, path: Path) -> None:
     os.close(fd)
     try:
         onnx.save(model, tmp)
+        # mkstemp makes the file 0600: give it the mode open() would (umask), so the Q/DQ model
+        # can be shared and copied to the GPU host like any other output
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -270,6 +313,7 @@ def run_build(o: BuildOptions) -> BuildReport:
     settings.check()
     cache_path = o.cache or default_cache_path(o.model, o.calibrator, o.batch)
     engine_path = o.engine or default_engine_path(o.model, o.calibrator, o.batch)
+    _check_outputs_spare_inputs(o, cache_path, engine_path)
     _check_writable(cache_path)
     _check_writable(engine_path)
     model = load_model(o.model)
