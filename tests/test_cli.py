@@ -34,3 +34,16 @@ def test_import_does_not_pull_tensorrt_or_cuda():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ctrl_c_says_interrupted(cli, monkeypatch):
+    import trtcalib.stats
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # the `algorithms` command builds its table from available_algorithms(): interrupt it there
+    monkeypatch.setattr(trtcalib.stats, "available_algorithms", interrupted)
+    result = cli("algorithms")
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr

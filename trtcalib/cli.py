@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         # standalone mode: typer/click print usage errors themselves and end with SystemExit
         app(args=argv, prog_name="trtcalib")
     except SystemExit as exc:
+        if _caused_by_interrupt(exc):  # typer turns Ctrl-C into Exit(130) before we see it
+            err_console.print("interrupted (outputs are written atomically: none is half-written)")
         if exc.code is None:
             return 0
         return exc.code if isinstance(exc.code, int) else 1
@@ -74,6 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted")
         return 130
     return 0
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def run() -> None:

@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-# (module, what it adds) -- the order is the order of `trtcalib --help`.
+# the order is the order of `trtcalib --help`
 _MODULES = [
     "calibrate",  # trtcalib calibrate
     "build",  # trtcalib build, trtcalib env
@@ -23,10 +23,4 @@ _MODULES = [
 
 def register_all(app: typer.Typer) -> None:
     for name in _MODULES:
-        try:
-            module = importlib.import_module(f"trtcalib.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"trtcalib.commands.{name}":
-                continue  # area not built yet
-            raise
-        module.register(app)
+        importlib.import_module(f"trtcalib.commands.{name}").register(app)
