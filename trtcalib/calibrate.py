@@ -78,7 +78,10 @@ class CalibrationSettings:
                 f"number of bins must be at most {MAX_BINS} (memory grows with it), got {n}"
             )
         check_choice("last batch policy", self.last_batch, LAST_BATCH)
-        return get_algorithm(self.calibrator).validate(dict(self.params))
+        algorithm = get_algorithm(self.calibrator)
+        full = algorithm.validate(dict(self.params))
+        algorithm.check_num_bins(full, n)  # before any data is read, not after calibrating
+        return full
 
     def provenance_params(self, full_params: Mapping[str, Any]) -> dict[str, Any]:
         """Everything besides model, data, batch and histogram that changes the scales.

@@ -40,8 +40,10 @@ class _RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.1f} {self.unit}/s")
 
 
-def make_progress(unit: str = "samples") -> Progress:
-    """A progress bar on stderr: description, bar, done/total, rate, elapsed and remaining time."""
+def make_progress(unit: str = "samples", *, enabled: bool = True) -> Progress:
+    """A progress bar on stderr: description, bar, done/total, rate, elapsed and remaining time.
+
+    `enabled=False` (--no-progress) gives the same object that draws nothing."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -50,4 +52,5 @@ def make_progress(unit: str = "samples") -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
+        disable=not enabled,
     )

@@ -555,7 +555,7 @@ def load_labels(spec: str) -> np.ndarray:
     if not path.exists():
         raise DataError(f"{path}: no such labels file")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a .npy or .npz labels file")
+        raise DataError(f"{path}: is a directory, expected a .npy, .npz or .txt labels file")
     suffix = path.suffix.lower()
     if suffix == ".txt":
         if key is not None:

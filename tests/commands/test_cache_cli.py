@@ -167,6 +167,22 @@ def test_diff_json(cli, two_caches):
     assert data["exceeded"] == 2 and data["rtol"] == 0.01 and data["ok"] is False
 
 
+@pytest.mark.parametrize(
+    ("rtol", "shown"),
+    [
+        (None, "0.01 (1%)"),
+        ("0.05", "0.05 (5%)"),
+        ("0.001", "0.001 (0.1%)"),
+        ("0.333", "0.333 (33.3%)"),
+    ],
+)
+def test_diff_shows_the_tolerance_as_a_percent_like_its_table(cli, two_caches, rtol, shown):
+    result = cli("cache", "diff", *two_caches, *([] if rtol is None else ["--rtol", rtol]))
+    text = " ".join(result.stdout.split())
+    assert f"(rtol {shown})" in text
+    assert f"change by more than {shown};" in text
+
+
 def test_diff_rtol_and_missing_decide_exit_code(cli, two_caches):
     assert cli("cache", "diff", *two_caches, "--rtol", "0.6").exit_code == 1  # one-sided names
     assert cli("cache", "diff", *two_caches, "--rtol", "0.6", "--allow-missing").exit_code == 0

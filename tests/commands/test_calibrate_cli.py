@@ -106,6 +106,32 @@ def test_help_teaches(cli):
     assert "What the cache is for" in text
 
 
+def _help_text(cli, *args: str) -> str:
+    """The help with rich's panel borders removed and whitespace collapsed."""
+    r = cli(*args, "--help")
+    assert r.exit_code == 0, r.stderr
+    return " ".join(r.stdout.replace("│", " ").split())
+
+
+def test_help_says_entropy_counts_bin0_as_bin1_and_how_data_npz_is_matched(cli):
+    text = _help_text(cli, "calibrate")
+    assert "bin 0 is replaced by bin 1 before the sweep" in text
+    assert "--param bin0_as_bin1=0" in text
+    # the shared --calibrator help says it too (build uses it)
+    assert "bin 0 replaced by bin 1 before the KL sweep" in text
+    assert "bin 0 replaced by bin 1 before the KL sweep" in _help_text(cli, "build")
+    assert "a one-input model takes an .npz's only array whatever its key" in text
+
+
+def test_single_array_npz_feeds_a_one_input_model_whatever_its_key(cli, work):
+    x = np.load(work / "calib.npz")["input"]
+    np.savez(work / "other.npz", pixels=x)
+    r = cli("calibrate", "conv.onnx", "--data", "other.npz", "-c", "minmax", "-o", "o.cache")
+    assert r.exit_code == 0, r.stderr
+    expected = float(np.float32(np.abs(x).max()) / np.float32(127))
+    assert read_cache(work / "o.cache").scales["input"] == expected
+
+
 # -- reuse ---------------------------------------------------------------------------------------
 def test_reuse_auto_skips_matching_cache_and_recalibrates_on_change(cli, work):
     args = ("calibrate", "conv.onnx", "--data", "calib.npz", "--batch", "10", "--no-progress")
@@ -137,9 +163,43 @@ def test_reuse_always_takes_any_parseable_cache(cli, work):
             "--reuse-cache", "always")  # fmt: skip
     assert r.exit_code == 0 and "reusing" in r.stderr
     assert (work / "c.cache").read_text() == "TRT-8601-MinMaxCalibration\ninput: 3c010204\n"
-    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache")
-    assert r.exit_code == 0 and "recalibrating" in r.stderr
+    # auto neither reuses nor replaces a cache without sidecar: replacing it takes `never`
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache",
+            "--reuse-cache", "never")  # fmt: skip
+    assert r.exit_code == 0 and "reusing" not in r.stderr
     assert read_cache(work / "c.cache").algorithm == "EntropyCalibration2"
+
+
+def test_reuse_auto_refuses_a_cache_without_sidecar(cli, work):
+    text = "TRT-8601-EntropyCalibration2\ninput: 3c010a14\n"
+    (work / "t.cache").write_text(text)
+    before = _files(work)
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "-o", "t.cache", "--no-progress")
+    _assert_one_line_error(r, "t.cache", "sidecar", "--reuse-cache always", "never")
+    assert "recalibrating" not in r.stderr
+    assert (work / "t.cache").read_text() == text and _files(work) == before
+    assert "is an error: it is neither reused nor overwritten" in _help_text(cli, "calibrate")
+
+
+@pytest.mark.parametrize("target", ["conv.onnx", "calib.npz", "./calib.npz"])
+@pytest.mark.parametrize("mode", ["auto", "never", "always"])
+def test_cache_path_must_not_be_the_model_or_data(cli, work, target, mode):
+    before = {p: (work / p).read_bytes() for p in ("conv.onnx", "calib.npz")}
+    files = _files(work)
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "-o", target, "--reuse-cache", mode)
+    what = "the model" if "conv" in target else "the --data source"
+    _assert_one_line_error(r, "--cache", target.removeprefix("./"), what)
+    assert "--reuse-cache never" not in r.stderr
+    assert {p: (work / p).read_bytes() for p in before} == before and _files(work) == files
+
+
+def test_cache_sidecar_must_not_be_the_data(cli, work):
+    (work / "c.cache.json").write_bytes((work / "calib.npz").read_bytes())
+    os.replace(work / "c.cache.json", work / "d.npz")
+    os.link(work / "d.npz", work / "c.cache.json")  # a hard link: same file, other name
+    r = cli("calibrate", "conv.onnx", "--data", "d.npz", "-o", "c.cache", "--reuse-cache", "never")
+    _assert_one_line_error(r, "provenance sidecar", "the --data source")
+    assert not (work / "c.cache").exists()
 
 
 def test_corrupt_existing_cache_is_an_error_unless_never(cli, work):
@@ -295,3 +355,25 @@ def test_summary_prints_bracketed_tensor_names_and_paths_literally(cli, tmp_path
     assert "cache: out[red].cache (wrote)" in r.stdout
     assert "provenance: out[red].cache.json" in r.stdout
     assert set(read_cache(tmp_path / "out[red].cache").scales) == {"x[i]", "[bold]", "y"}
+
+
+def test_negative_seed_fails_before_the_data_is_read(cli, work):
+    before = _files(work)
+    # the data does not exist: the seed must be what is reported, whatever the sampling
+    r = cli("calibrate", "conv.onnx", "--data", "missing.npz", "--seed", "-1")
+    _assert_one_line_error(r, "--seed", "-1")
+    assert "missing.npz" not in r.stderr and _files(work) == before
+
+
+@pytest.mark.parametrize("bins", [[], ["--num-bins", "4096"]])
+def test_mse_start_bin_past_the_bins_is_a_config_error(cli, work, bins):
+    before = _files(work)
+    n = 4096 if bins else 2048
+    # a data file that does not exist: the check comes before any data is read
+    r = cli("calibrate", "conv.onnx", "--data", "missing.npz", "-c", "mse",
+            "--param", "start_bin=5000", *bins)  # fmt: skip
+    _assert_one_line_error(r, "start_bin=5000", f"{n} bins", f"0 to {n - 1}")
+    assert _files(work) == before
+    ok = cli("calibrate", "conv.onnx", "--data", "calib.npz", "-c", "mse",
+             "--param", "start_bin=2047", "-o", "m.cache")  # fmt: skip
+    assert ok.exit_code == 0, ok.stderr

@@ -336,3 +336,93 @@ def test_calibrate_then_qdq_round_trips_known_ranges(cli, tmp_path):
     assert set(got) == set(expected)
     for name, scale in expected.items():
         assert got[name].tobytes() == np.float32(scale).tobytes(), name
+
+
+# ------------------------------------------------------------------ outputs never replace inputs
+
+
+@pytest.mark.parametrize("target", ["model", "cache"])
+def test_qdq_refuses_an_output_that_is_an_input(cli, files, target):
+    before = {k: files[k].read_bytes() for k in ("model", "cache")}
+    result = cli("qdq", files["model"], "--cache", files["cache"], "-o", files[target])
+    assert_one_line_error(result, "--output", "choose another path")
+    assert {k: files[k].read_bytes() for k in before} == before
+
+
+@pytest.mark.parametrize("target", ["model", "cache", "data", "labels"])
+def test_eval_json_refuses_an_input(cli, files, target):
+    files["labels"] = files["dir"] / "labels.npy"
+    keep = ("model", "cache", "data", "labels")
+    before = {k: files[k].read_bytes() for k in keep}
+    listing_before = listing(files["dir"])
+    result = cli(
+        "eval", files["model"], "-c", files["cache"], "-d", files["data"],
+        "--labels", files["labels"], "--json", files[target], "--no-progress",
+    )  # fmt: skip
+    assert_one_line_error(result, "--json", str(files[target]), "choose another path")
+    assert {k: files[k].read_bytes() for k in keep} == before
+    assert listing(files["dir"]) == listing_before
+
+
+@pytest.mark.parametrize("target", ["model", "data", "plain"])
+def test_compare_json_refuses_an_input(cli, files, target):
+    before = {k: files[k].read_bytes() for k in ("model", "data", "plain")}
+    result = cli(
+        "compare", files["model"], "-d", files["data"], "--eval-data", files["plain"],
+        "--calibrators", "minmax", "--json", files[target],
+    )  # fmt: skip
+    assert_one_line_error(result, "--json", "choose another path")
+    assert {k: files[k].read_bytes() for k in before} == before
+
+
+# ------------------------------------------------------------------ file modes, --no-progress
+
+
+def test_qdq_and_eval_json_get_the_usual_file_mode(cli, files):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out, report = files["dir"] / "q.onnx", files["dir"] / "e.json"
+        assert cli("qdq", files["model"], "-c", files["cache"], "-o", out).exit_code == 0
+        r = cli("eval", files["model"], "-c", files["cache"], "-d", files["data"],
+                "--json", report)  # fmt: skip
+        assert r.exit_code == 0, r.stderr
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644  # what open() gives under umask 022
+    assert report.stat().st_mode & 0o777 == 0o644
+    assert json.loads(report.read_text())["cache"] == str(files["cache"])
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_eval_and_compare_take_no_progress(cli, files, command):
+    args = ["-d", files["data"]]
+    if command == "eval":
+        args += ["-c", files["cache"]]
+    else:
+        args += ["--eval-data", files["plain"], "--calibrators", "minmax"]
+    shown = cli(command, files["model"], *args, "--progress")
+    quiet = cli(command, files["model"], *args, "--no-progress")
+    assert shown.exit_code == 0 and quiet.exit_code == 0, shown.stderr + quiet.stderr
+    assert "evaluating" in shown.stderr and "━" in shown.stderr
+    assert "evaluating" not in quiet.stderr and "━" not in quiet.stderr
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_labels_help_names_text_files(cli, command):
+    r = cli(command, "--help")
+    assert r.exit_code == 0
+    text = " ".join(r.stdout.replace("│", " ").split())
+    assert "FILE.txt (one integer per line)" in text
+    assert "--no-progress" in text
+
+
+def test_eval_reads_text_labels(cli, files):
+    labels = np.load(files["dir"] / "labels.npy")
+    (files["dir"] / "labels.txt").write_text("".join(f"{v}\n" for v in labels))
+    out = files["dir"] / "e.json"
+    r = cli("eval", files["model"], "-c", files["cache"], "-d", files["plain"],
+            "--labels", files["dir"] / "labels.txt", "--json", out, "--no-progress")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(out.read_text())["report"]["accuracy_fp32"] is not None

@@ -16,9 +16,18 @@ SPEC = [InputSpec("x", ("N", 2), np.dtype(np.float32))]
 @pytest.mark.parametrize("seed", [-1, -(2**40)])
 def test_negative_seed_is_a_one_line_config_error(seed):
     """numpy's default_rng raises ValueError (a traceback) for a negative seed."""
-    options = DataOptions(subset_len=3, sample_method="random", seed=seed)
     with pytest.raises(ConfigError, match=rf"--seed must be a non-negative integer, got {seed}"):
+        options = DataOptions(subset_len=3, sample_method="random", seed=seed)
         make_selection(10, options, "data.npz")
+
+
+@pytest.mark.parametrize("method", ["sequential", "random"])
+def test_negative_seed_is_refused_by_the_options_themselves(method):
+    """Checked next to --subset-len when the options are made, before any data is opened."""
+    with pytest.raises(ConfigError, match=r"^--seed must be a non-negative integer, got -3$"):
+        DataOptions(sample_method=method, seed=-3)
+    with pytest.raises(ConfigError, match="--seed"):
+        DataOptions(seed=1.5)  # type: ignore[arg-type]
 
 
 def test_negative_seed_with_a_script_source(tmp_path):
@@ -27,8 +36,8 @@ def test_negative_seed_with_a_script_source(tmp_path):
     path.write_text(
         "import numpy as np\ndef load_data():\n    yield {'x': np.zeros((4, 2), np.float32)}\n"
     )
-    options = DataOptions(subset_len=2, sample_method="random", seed=-5)
     with pytest.raises(ConfigError, match="--seed"):
+        options = DataOptions(subset_len=2, sample_method="random", seed=-5)
         source = open_source(path, SPEC, options)
         list(source.samples())
 

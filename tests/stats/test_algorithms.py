@@ -119,6 +119,15 @@ class TestMSE:
         with pytest.raises(ConfigError, match="start_bin"):
             compute_amax(s, "mse", start_bin=1.5)
 
+    def test_start_bin_past_the_histogram_is_an_error_not_a_clamp(self):
+        data = np.random.default_rng(5).standard_normal(50_000).astype(np.float32)
+        s = stats_of(data, num_bins=256)
+        # the last bin is still a valid start: its centre is the only candidate
+        assert compute_amax(s, "mse", start_bin=255) == 255.5 * s.bin_width
+        for start in (256, 5000):
+            with pytest.raises(ConfigError, match=rf"start_bin={start}.*256 bins.*0 to 255"):
+                compute_amax(s, "mse", start_bin=start)
+
 
 class TestMix:
     def test_matches_reference(self, dist):

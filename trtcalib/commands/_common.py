@@ -101,7 +101,9 @@ Calibrator = option(
     str | None,
     "--calibrator",
     "-c",
-    help="Calibration algorithm: entropy (TensorRT EntropyCalibration2), minmax, percentile, "
+    help="Calibration algorithm: entropy (TensorRT EntropyCalibration2; histogram bin 0 "
+    "replaced by bin 1 before the KL sweep, as pytorch-quantization/ModelOpt: --param "
+    "bin0_as_bin1=0 for the slides' literal rule), minmax, percentile, "
     "mse, mix, legacy, or any registered plugin (`trtcalib algorithms` lists them). "
     "Default: entropy.",
     panel=CALIBRATION,
@@ -176,8 +178,9 @@ ReuseCache = option(
     str,
     "--reuse-cache",
     help="auto: reuse CACHE when its provenance sidecar matches the model, data and settings "
-    "(else recalibrate and say why); always: use any readable CACHE without checks; never: "
-    "always recalibrate. Default: auto.",
+    "(else recalibrate and say why; a CACHE without a valid sidecar, e.g. TensorRT's own, is an "
+    "error: it is neither reused nor overwritten); always: use any readable CACHE without "
+    "checks; never: always recalibrate. Default: auto.",
     panel=CALIBRATION,
 )
 
@@ -188,8 +191,9 @@ Labels = option(
     "--labels",
     "-l",
     help="Integer class labels of the evaluated data, in its order: FILE.npy, FILE.npz (array "
-    "'labels' or its only array) or FILE.npz:KEY. Default: the 'labels' array of the evaluated "
-    "data (--eval-data, else --data) when it is an .npz.",
+    "'labels' or its only array), FILE.npz:KEY or FILE.txt (one integer per line). "
+    "Default: the 'labels' array of the evaluated data (--eval-data, else --data) when it "
+    "is an .npz.",
     panel="Data",  # the data options' panel (trtcalib.data.cli_options.PANEL)
 )
 

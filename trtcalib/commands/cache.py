@@ -42,6 +42,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(cache_app, name="cache")
 
 
+def _tolerance(rtol: float) -> str:
+    """--rtol as given and as the percent the diff table shows: 0.01 -> "0.01 (1%)"."""
+    return f"{rtol:g} ({rtol * 100:.4g}%)"
+
+
 def _fmt(value: float) -> str:
     """Shortest text that gives back the same float32."""
     import numpy as np
@@ -244,7 +249,8 @@ def diff_command(
                     f"B {format_trt_version(b.trt_version)}"
                 )
             )
-        table = Table(title=Text(f"amax change {cache_a} -> {cache_b} (rtol {rtol:g})"))
+        tol = _tolerance(rtol)
+        table = Table(title=Text(f"amax change {cache_a} -> {cache_b} (rtol {tol})"))
         table.add_column("tensor", overflow="fold")
         table.add_column("amax A", justify="right")
         table.add_column("amax B", justify="right")
@@ -260,7 +266,7 @@ def diff_command(
         console.print(
             Text(
                 f"{verdict}: {exceeded} of {len(changes)} shared tensors change by more than "
-                f"{rtol:g}; {len(only_a)} only in A, {len(only_b)} only in B"
+                f"{tol}; {len(only_a)} only in A, {len(only_b)} only in B"
             )
         )
     if not ok:

@@ -33,6 +33,11 @@ so results are reproducible; it equals TensorRT's result when TensorRT's range d
 first batch's max and grows (--growth pow2|square) when a later batch exceeds it, which makes
 the result depend on batch size and order (TensorRT issue #774).
 
+[b]Entropy[/b] (the default calibrator) is TensorRT's EntropyCalibration2 KL search, except that
+histogram bin 0 is replaced by bin 1 before the sweep (as pytorch-quantization and ModelOpt do:
+post-ReLU zeros would otherwise dominate); `--param bin0_as_bin1=0` keeps bin 0 as counted (the
+NVIDIA slides' literal rule).
+
 [b]Example:[/b]
 
   trtcalib calibrate model.onnx --data calib.npz --calibrator entropy --batch 32
@@ -133,6 +138,7 @@ def run_calibrate(
 
     default_path = cache_path is None
     path = cache_path or default_cache_path(model, settings.calibrator, settings.batch_size)
+    _check_cache_spares_inputs(path, model, data)
     check_writable(path, create_parent=default_path)
 
     from trtcalib.data import open_source
@@ -159,11 +165,22 @@ def run_calibrate(
     _summary(result.amax, result.cache, path, skipped=result.skipped, settings=settings)
 
 
+def _check_cache_spares_inputs(path: Path, model: Path, data: str) -> None:
+    """`-o model.onnx` or `-o calib.npz` must not turn an input into a cache (nor its sidecar)."""
+    from trtcalib.cache import sidecar_path
+    from trtcalib.paths import check_outputs_spare_inputs, data_path
+
+    check_outputs_spare_inputs(
+        {"--cache": path, "--cache (its provenance sidecar)": sidecar_path(path)},
+        {"the model": model, "the --data source": data_path(data)},
+    )
+
+
 def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
     """True when the existing cache is reused (and summarised); False to recalibrate."""
     from trtcalib.cache import read_cache, reuse_decision
     from trtcalib.console import info
-    from trtcalib.errors import CacheFormatError
+    from trtcalib.errors import CacheFormatError, ConfigError
 
     hint = "; use --reuse-cache never to overwrite it"
     if mode == "always":
@@ -199,7 +216,16 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
         amax = {n: recorded.get(n, a) for n, a in decision.cache.amax.items()}
         _summary(amax, decision.cache, path, reused=True)
         return True
-    reasons = decision.reasons or ["no provenance sidecar: model and data cannot be checked"]
+    if decision.provenance is None:
+        # written by TensorRT, another tool or by hand: auto can neither vouch for it nor silently
+        # replace what the user keeps there (as `trtcalib build`)
+        found = "; ".join(decision.reasons) if decision.reasons else "nothing can be checked"
+        raise ConfigError(
+            f"{path}: no valid trtcalib provenance sidecar (a TensorRT-written or edited cache?) "
+            f"so --reuse-cache auto will neither reuse nor overwrite it ({found}): use "
+            "--reuse-cache always to use it, never to recalibrate over it, or another --cache"
+        )
+    reasons = decision.reasons
     info(f"recalibrating, {path} cannot be reused: " + "; ".join(reasons))
     return False
 

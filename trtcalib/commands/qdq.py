@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import typer
@@ -99,27 +97,31 @@ def _json_default(value):
     raise TypeError(type(value).__name__)
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temp file in the same folder, then rename: never half a file."""
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename: never half a file; the mode a plain open()
+    would give (not mkstemp's 0600), keeping an existing file's mode."""
+    from trtcalib.cache.io import atomic_write_bytes
+
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def _write_json(path: Path, payload: dict) -> None:
     text = json.dumps(payload, indent=2, default=_json_default) + "\n"
-    _write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    _write_atomic(path, text.encode("utf-8"))
+
+
+def _check_spares_inputs(option: str, out: Path | None, inputs: dict[str, object]) -> None:
+    """`-o model.cache` or `--json data.npz` must not replace a file the command reads."""
+    from trtcalib.paths import check_outputs_spare_inputs, data_path
+
+    paths = {what: None if p is None else data_path(str(p)) for what, p in inputs.items()}
+    check_outputs_spare_inputs({option: out}, paths)
 
 
 def _check_json_target(path: Path | None) -> None:
@@ -219,19 +221,16 @@ def qdq_command(
     from trtcalib.console import console
 
     target = Path(output) if output is not None else default_output(model)
-    if model.exists() and target.exists() and target.resolve() == model.resolve():
-        raise ConfigError(f"{target}: is the input model; choose another --output")
+    _check_spares_inputs("--output", target, {"the input model": model, "the --cache": cache})
     if target.is_dir():
         raise ConfigError(f"--output {target}: is a directory")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"--output {target}: folder {folder} does not exist")
 
-    import onnx
-
     _, _, result = _load_quantized(model, cache, exclude, allow_partial)
     _report_result(result, cache)
-    _write_atomic(target, lambda tmp: onnx.save(result.model, tmp))
+    _write_atomic(target, result.model.SerializeToString())
     console.print(_summary_table(result))
     console.print(common.plain(f"wrote {target}"))
 
@@ -355,6 +354,7 @@ def eval_command(
     sensitivity_samples: SensitivitySamplesOpt = 512,
     top: TopOpt = 10,
     json_out: common.JsonReport = None,
+    progress: common.Progress = True,
     *,
     data_options: DataOptions,
 ) -> None:
@@ -371,6 +371,8 @@ def eval_command(
     from trtcalib.evaluate import SENSITIVITY_MODES, evaluate
     from trtcalib.evaluate import sensitivity as rank_layers
 
+    show_progress = progress  # `progress` also names the bars' callbacks below
+
     if sensitivity_mode not in SENSITIVITY_MODES:
         raise ConfigError(
             f"--sensitivity-mode must be one of {', '.join(SENSITIVITY_MODES)}, "
@@ -378,21 +380,26 @@ def eval_command(
         )
     batch = common.check_batch(common.resolve("batch", batch))
     _check_json_target(json_out)
+    _check_spares_inputs(
+        "--json",
+        json_out,
+        {"the model": model, "the --cache": cache, "the --data source": data, "--labels": labels},
+    )
     options = data_options
     fp32, cache_obj, result = _load_quantized(model, cache, exclude, allow_partial)
     _report_result(result, cache)
     source = _open_data(fp32, data, options)
     label_values = _resolve_labels(labels, data, options, source.num_samples)
 
-    with make_progress() as progress:
-        task = progress.add_task("evaluating", total=source.num_samples)
+    with make_progress(enabled=show_progress) as bar:
+        task = bar.add_task("evaluating", total=source.num_samples)
         report = evaluate(
             fp32,
             result.model,
             source,
             label_values,
             batch,
-            progress=lambda n: progress.advance(task, n),
+            progress=lambda n: bar.advance(task, n),
         )
     for table in _eval_tables(report, top):
         console.print(table)
@@ -413,8 +420,8 @@ def eval_command(
         "report": report.to_dict(),
     }
     if sensitivity:
-        with make_progress(unit="layers") as progress:
-            task = progress.add_task("sensitivity", total=len(result.layers))
+        with make_progress(unit="layers", enabled=show_progress) as bar:
+            task = bar.add_task("sensitivity", total=len(result.layers))
             ranking = rank_layers(
                 fp32,
                 dict(cache_obj.scales),
@@ -423,7 +430,7 @@ def eval_command(
                 batch_size=batch,
                 max_samples=sensitivity_samples,
                 exclude=exclude or (),
-                progress=lambda n: progress.advance(task, n),
+                progress=lambda n: bar.advance(task, n),
             )
         console.print(_sensitivity_table(ranking, sensitivity_mode, top))
         payload["sensitivity"] = {
@@ -460,6 +467,7 @@ def compare_command(
     labels: common.Labels = None,
     exclude: ExcludeOpt = None,
     json_out: common.JsonReport = None,
+    progress: common.Progress = True,
     *,
     data_options: DataOptions,
 ) -> None:
@@ -480,6 +488,7 @@ def compare_command(
     from trtcalib.model import load_model
     from trtcalib.qdq import quantize_model
 
+    show_progress = progress
     names = _parse_calibrators(calibrators)
     settings = {
         name: common.calibration_settings(
@@ -489,6 +498,8 @@ def compare_command(
     }
     batch = settings[names[0]].batch_size
     _check_json_target(json_out)
+    inputs = {"the model": model, "the --data source": data, "the --eval-data source": eval_data}
+    _check_spares_inputs("--json", json_out, {**inputs, "--labels": labels})
     fp32 = load_model(model)
     calib_options = data_options
     calib_source = _open_data(fp32, data, calib_options)
@@ -506,17 +517,17 @@ def compare_command(
 
     rows = []
     for name in names:
-        calibrated = calibrate(fp32, calib_source, settings[name], progress=True)
+        calibrated = calibrate(fp32, calib_source, settings[name], progress=show_progress)
         result = quantize_model(fp32, dict(calibrated.cache.scales), exclude or ())
-        with make_progress() as progress:
-            task = progress.add_task(f"evaluating {name}", total=eval_source.num_samples)
+        with make_progress(enabled=show_progress) as bar:
+            task = bar.add_task(f"evaluating {name}", total=eval_source.num_samples)
             report = evaluate(
                 fp32,
                 result.model,
                 eval_source,
                 label_values,
                 batch,
-                progress=lambda n, task=task, progress=progress: progress.advance(task, n),
+                progress=lambda n, task=task, bar=bar: bar.advance(task, n),
             )
         rows.append((name, calibrated, result, report))
 

@@ -36,7 +36,7 @@ DataArg = Annotated[
         help=(
             "The samples to run the model on: FILE.npz (one array per model input, named "
             "like the input; leading dim = samples; extra arrays such as 'labels' are "
-            "ignored), FILE.npy "
+            "ignored; a one-input model takes an .npz's only array whatever its key), FILE.npy "
             "(one-input models), a folder of .npy/.npz files (read in name order), an image "
             "folder (jpg/png/bmp, recursive), or SCRIPT.py[:FUNC] whose FUNC (default "
             "load_data) yields {input_name: array} per sample or per batch."

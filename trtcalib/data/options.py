@@ -80,6 +80,10 @@ class DataOptions:
     def __post_init__(self) -> None:
         if self.subset_len is not None and self.subset_len < 1:
             raise ConfigError(f"--subset-len must be at least 1, got {self.subset_len}")
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            # numpy's default_rng refuses it with a traceback; say so before any data is read
+            raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
         if self.sample_method not in SAMPLE_METHODS:
             raise ConfigError(
                 f"--sample-method must be one of {', '.join(SAMPLE_METHODS)}, "

@@ -59,8 +59,13 @@ class AmaxAlgorithm:
             )
         return float(value)
 
+    def check_num_bins(self, params: Mapping[str, Any], num_bins: int) -> None:
+        """ConfigError when validated `params` do not fit a `num_bins`-bin histogram (a bin
+        index beyond it, say); the default accepts any."""
+
     def compute_amax(self, stats: TensorStats, **params: Any) -> float:
         merged = self.validate(params)
+        self.check_num_bins(merged, stats.num_bins)
         if stats.inf_count:
             return math.inf
         if stats.count == 0 or stats.amax == 0.0 or stats.range_max == 0.0:

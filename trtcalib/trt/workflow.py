@@ -22,6 +22,7 @@ from typing import Any
 
 from trtcalib.console import info
 from trtcalib.errors import ConfigError, DataError, ModelError, TensorRTUnavailableError
+from trtcalib.paths import check_outputs_spare_inputs, data_path, same_file
 from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, TensorRTInfo, probe_tensorrt, version_major
 
 REUSE_MODES = ("auto", "always", "never")
@@ -141,31 +142,18 @@ def _check_writable(path: Path) -> None:
         raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:  # e.g. a symlink loop: cannot be the same file we are about to write
-        return False
-
-
 def _check_outputs_spare_inputs(o: BuildOptions, cache: Path, engine: Path) -> None:
     """Refuse output paths that name an input: `--cache calib.npz` must not replace the data."""
     inputs = {"the model": Path(o.model)}
     if o.data is not None:
-        data = Path(o.data)
-        if not data.exists() and ":" in o.data:  # script.py:func
-            data = Path(o.data.rsplit(":", 1)[0])
-        inputs["the --data source"] = data
+        inputs["the --data source"] = data_path(o.data)
     outputs = {
         "--cache": cache,
         "--engine": engine,
         "--engine (its Q/DQ model)": engine.with_name(engine.stem + ".qdq.onnx"),
     }
-    for option, out in outputs.items():
-        for what, path in inputs.items():
-            if _same_file(out, path):
-                raise ConfigError(f"{option} {out}: is {what}; choose another path")
-    if _same_file(cache, engine):
+    check_outputs_spare_inputs(outputs, inputs)
+    if same_file(cache, engine):
         raise ConfigError(f"--cache and --engine are the same file ({cache}); choose two paths")
 
 

@@ -27,8 +27,16 @@ class MSECalibration(AmaxAlgorithm):
             raise ConfigError(f"calibrator 'mse': start_bin must be a whole number >= 0, got {v!r}")
         return v
 
+    def check_num_bins(self, params, num_bins: int) -> None:
+        # a start beyond the histogram leaves no candidate: say so rather than clamp silently
+        if params["start_bin"] > num_bins - 1:
+            raise ConfigError(
+                f"calibrator 'mse': start_bin={params['start_bin']:g} is past the histogram's "
+                f"{num_bins} bins (valid: 0 to {num_bins - 1}; or raise --num-bins)"
+            )
+
     def compute(self, stats: TensorStats, **params: float) -> float:
-        start = min(int(params["start_bin"]), stats.num_bins - 1)
+        start = int(params["start_bin"])
         candidates = (np.arange(start, stats.num_bins) + 0.5) * stats.bin_width
         errors = qdq_errors(stats.counts, stats.bin_width, candidates)
         return float(candidates[int(np.argmin(errors))])

@@ -1,0 +1,46 @@
+"""Path checks shared by the commands that write files next to the files they read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from trtcalib.errors import ConfigError
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when `a` and `b` name one file: the same resolved path, or (both existing) the same
+    inode, which also catches hard links and case-insensitive file systems."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:  # e.g. a symlink loop: cannot be the same file we are about to write
+        return False
+
+
+def check_outputs_spare_inputs(
+    outputs: Mapping[str, str | os.PathLike | None], inputs: Mapping[str, str | os.PathLike | None]
+) -> None:
+    """ConfigError when an output path names an input: `-o model.onnx` must not replace the model.
+
+    `outputs` maps the option ("--cache") to the path it writes, `inputs` maps a description
+    ("the model") to the path read; None entries are ignored.
+    """
+    for option, out in outputs.items():
+        if out is None:
+            continue
+        for what, path in inputs.items():
+            if path is not None and same_file(out, path):
+                raise ConfigError(f"{option} {out}: is {what}; choose another path")
+
+
+def data_path(spec: str | os.PathLike) -> Path:
+    """The file or folder a --data spec reads (`script.py:func` -> script.py)."""
+    text = os.fspath(spec)
+    path = Path(text)
+    if not path.exists() and ":" in text:
+        path = Path(text.rsplit(":", 1)[0])
+    return path
