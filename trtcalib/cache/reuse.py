@@ -18,31 +18,19 @@ from trtcalib.cache.format import CalibrationCache, decode_trt_version, format_t
 from trtcalib.cache.io import StaleProvenanceError, read_cache, read_provenance
 from trtcalib.cache.provenance import Provenance, jsonable
 
-# Fallback when trtcalib.stats is unavailable: trtcalib calibrator -> cache header name.
-_TRT_ALGORITHM = {
-    "entropy": "EntropyCalibration2",
-    "minmax": "MinMaxCalibration",
-    "legacy": "LegacyCalibration",
-    "percentile": "MinMaxCalibration",
-    "mse": "MinMaxCalibration",
-    "mix": "MinMaxCalibration",
-}
-
 
 def trt_algorithm_name(algorithm: str) -> str | None:
     """The cache header name TensorRT uses for trtcalib calibrator `algorithm` (None: unknown).
 
     A name that already is a header name (e.g. "MinMaxCalibration") is returned unchanged.
     """
-    try:
-        from trtcalib.stats import get_algorithm
+    from trtcalib.stats import available_algorithms, get_algorithm
 
+    names = available_algorithms()
+    if algorithm in names:
         return get_algorithm(algorithm).trt_algorithm
-    except Exception:  # stats not built yet, or an unknown (plugin) name
-        pass
-    if algorithm in _TRT_ALGORITHM.values() or algorithm == "EntropyCalibration":
-        return algorithm
-    return _TRT_ALGORITHM.get(algorithm)
+    headers = {get_algorithm(name).trt_algorithm for name in names} | {"EntropyCalibration"}
+    return algorithm if algorithm in headers else None
 
 
 @dataclass

@@ -11,16 +11,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from trtcalib.qdq.graph import GraphView
-
-
-def _unique_name(base: str, taken: set[str]) -> str:
-    name, k = base, 1
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    taken.add(name)
-    return name
+from trtcalib.qdq.graph import GraphView, unique_name
 
 
 def _foldable_conv(view: GraphView, bn: onnx.NodeProto) -> onnx.NodeProto | None:
@@ -88,8 +79,8 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         new_weight = (weight.astype(np.float64) * factor.reshape(shape)).astype(weight.dtype)
         new_bias = ((bias - mean) * factor + beta).astype(weight.dtype)
 
-        w_name = _unique_name(f"{conv.input[1]}_bnfolded", taken)
-        b_name = _unique_name(
+        w_name = unique_name(f"{conv.input[1]}_bnfolded", taken)
+        b_name = unique_name(
             f"{conv.input[2] if has_bias else conv.name + '_bias'}_bnfolded", taken
         )
         graph.initializer.append(numpy_helper.from_array(new_weight, w_name))

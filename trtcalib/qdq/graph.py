@@ -73,6 +73,16 @@ class GraphView:
         return distances
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`... : the first name not in `taken` (which it then joins)."""
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     """The version of the default ("" / ai.onnx) operator set the model imports."""
     for opset in model.opset_import:

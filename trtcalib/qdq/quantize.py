@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from trtcalib.errors import ModelError, TrtcalibError
 from trtcalib.qdq.fold import fold_batchnorm, remove_unused_initializers
-from trtcalib.qdq.graph import GraphView, default_opset, tensor_elem_types
+from trtcalib.qdq.graph import GraphView, default_opset, tensor_elem_types, unique_name
 from trtcalib.qdq.placement import WEIGHTED_OPS, Site, find_sites
 
 # Per-channel QuantizeLinear (the `axis` attribute) exists from opset 13.
@@ -137,15 +137,6 @@ def resolve_exclude(graph: onnx.GraphProto, exclude: Sequence[str]) -> set[str]:
     return {node.name for node in graph.node if node.name in wanted or node.op_type in wanted}
 
 
-def _unique(base: str, taken: set[str]) -> str:
-    name, k = base, 1
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    taken.add(name)
-    return name
-
-
 def _mismatch_message(
     missing: list[str], needed: int, matched: int, upgraded_from: int | None
 ) -> str:
@@ -260,10 +251,10 @@ def quantize_model(
 
     def make_pair(tensor: str, scale: np.ndarray, axis: int | None, consumer: str) -> str:
         base = tensor.replace(":", "_")
-        scale_name = _unique(f"{base}_scale", taken)
-        zp_name = _unique(f"{base}_zero_point", taken)
-        q_out = _unique(f"{base}_quantized", taken)
-        dq_out = _unique(f"{base}_dequantized", taken)
+        scale_name = unique_name(f"{base}_scale", taken)
+        zp_name = unique_name(f"{base}_zero_point", taken)
+        q_out = unique_name(f"{base}_quantized", taken)
+        dq_out = unique_name(f"{base}_dequantized", taken)
         new_inits.append(numpy_helper.from_array(np.asarray(scale, dtype=np.float32), scale_name))
         new_inits.append(numpy_helper.from_array(np.zeros(np.shape(scale), np.int8), zp_name))
         kwargs = {} if axis is None else {"axis": int(axis)}
@@ -271,14 +262,14 @@ def quantize_model(
             "QuantizeLinear",
             [tensor, scale_name, zp_name],
             [q_out],
-            name=_unique(f"{base}_QuantizeLinear", taken),
+            name=unique_name(f"{base}_QuantizeLinear", taken),
             **kwargs,
         )
         dq = helper.make_node(
             "DequantizeLinear",
             [q_out, scale_name, zp_name],
             [dq_out],
-            name=_unique(f"{base}_DequantizeLinear", taken),
+            name=unique_name(f"{base}_DequantizeLinear", taken),
             **kwargs,
         )
         pending.setdefault(consumer, []).extend([q, dq])
