@@ -28,8 +28,9 @@ changed, and `trtcalib cache verify` to catch a stale cache.
 
 [b]Histogram policy[/b] (--histogram, default exact): `exact` gives the same histogram whatever
 the batch size or order (a fine power-of-two histogram resampled onto [0, max|x|] of all data),
-so results are reproducible; it equals TensorRT's result when TensorRT's range does not grow
-(e.g. the first batch holds the largest value). `trt` imitates TensorRT: the range starts at the
+so results are reproducible. It targets TensorRT's histogram when TensorRT's range does not
+grow (the first batch holds the largest value): bin for bin for discrete data such as image
+levels, within about 1% of the counts otherwise. `trt` imitates TensorRT: the range starts at the
 first batch's max and grows (--growth pow2|square) when a later batch exceeds it, which makes
 the result depend on batch size and order (TensorRT issue #774).
 
