@@ -426,3 +426,14 @@ def test_eval_reads_text_labels(cli, files):
             "--labels", files["dir"] / "labels.txt", "--json", out, "--no-progress")  # fmt: skip
     assert r.exit_code == 0, r.stderr
     assert json.loads(out.read_text())["report"]["accuracy_fp32"] is not None
+
+
+def test_json_reports_are_standard_json_even_with_infinite_values(tmp_path):
+    import json
+
+    from trtcalib.commands.qdq import _write_json
+
+    out = tmp_path / "report.json"
+    _write_json(out, {"sqnr_db": float("inf"), "worst": [float("-inf"), float("nan"), 1.5]})
+    doc = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard {c}"))
+    assert doc == {"sqnr_db": "inf", "worst": ["-inf", "nan", 1.5]}

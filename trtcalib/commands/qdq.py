@@ -91,12 +91,6 @@ EvalDataOpt = common.option(
 )
 
 
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    raise TypeError(type(value).__name__)
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, rename: never half a file; the mode a plain open()
     would give (not mkstemp's 0600), keeping an existing file's mode."""
@@ -112,7 +106,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    text = json.dumps(payload, indent=2, default=_json_default) + "\n"
+    from trtcalib.cache.provenance import jsonable
+
+    # standard JSON only: inf/NaN become the strings "inf"/"-inf"/"nan", as in every trtcalib JSON
+    text = json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n"
     _write_atomic(path, text.encode("utf-8"))
 
 
