@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, shape_inference
 
-from trtcalib.errors import DataError, ModelError
+from trtcalib.errors import DataError, ModelError, first_line
 
 # protobuf cannot serialise a message of 2 GiB or more; such models go through external data.
 PROTOBUF_LIMIT = onnx.checker.MAXIMUM_PROTOBUF
@@ -236,7 +236,7 @@ class ActivationCapture:
                 )
         except Exception as exc:
             self.close()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ModelError(f"onnxruntime cannot load the model: {first}") from exc
 
         # onnxruntime has the final word on types (it also types what onnx inference left open)
@@ -267,8 +267,7 @@ class ActivationCapture:
             try:
                 values = self._session.run(self._fetch, feed)
             except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
-                lines = str(exc).strip().splitlines()
-                first = lines[0] if lines else type(exc).__name__
+                first = first_line(exc)
                 raise DataError(f"onnxruntime failed on this batch: {first}") from exc
             fetched = dict(zip(self._fetch, values, strict=True))
         for name in self.tensor_names:

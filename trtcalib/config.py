@@ -31,16 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trtcalib.data.options import LAST_BATCH_POLICIES as LAST_BATCH
 from trtcalib.errors import ConfigError
+from trtcalib.stats.collector import GROWTH_RULES as GROWTHS
+from trtcalib.stats.collector import HISTOGRAM_POLICIES as HISTOGRAMS
 
 try:  # Python 3.11+; tomli is the same parser for 3.10
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[no-redef]
-
-HISTOGRAMS = ("exact", "trt")
-GROWTHS = ("pow2", "square")
-LAST_BATCH = ("keep", "pad", "drop")
 
 _TOP_KEYS = ("calibrate", "override")
 

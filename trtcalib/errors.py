@@ -38,3 +38,12 @@ class TensorRTUnavailableError(TrtcalibError):
     """TensorRT's libraries or a CUDA device are missing: the GPU-only step cannot run here."""
 
     exit_code = 3
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message (library errors often run to many), else its type name.
+
+    For one-line user errors that quote a library's exception.
+    """
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from trtcalib.errors import DataError, ModelError
+from trtcalib.errors import DataError, ModelError, first_line
 
 SENSITIVITY_MODES = ("only", "skip")
 
@@ -132,7 +132,7 @@ def make_session(model: onnx.ModelProto, level: str = "basic"):
             model.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(f"onnxruntime cannot load the model: {first}") from exc
 
 
@@ -141,7 +141,7 @@ def _run(session, arrays: dict[str, np.ndarray], names: list[str]) -> dict[str, 
     try:
         values = session.run(names, feeds)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"onnxruntime failed on a batch: {first}") from exc
     return dict(zip(names, values, strict=True))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +36,33 @@ def check_outputs_spare_inputs(
         for what, path in inputs.items():
             if path is not None and same_file(out, path):
                 raise ConfigError(f"{option} {out}: is {what}; choose another path")
+
+
+def default_cache_path(model: Path, calibrator: str, batch: int) -> Path:
+    """caches/<model>.<calibrator>.b<batch>.cache: `build` finds what `calibrate` wrote."""
+    return Path("caches") / f"{model.stem}.{calibrator}.b{batch}.cache"
+
+
+def check_writable(path: Path, *, create_parents: bool = True, kind: str = "file") -> None:
+    """ConfigError before any work when `path` cannot be written (nothing is left behind).
+
+    With `create_parents` missing folders are fine (the caller makes them just before the atomic
+    write): the probe file goes to the nearest folder that exists.
+    """
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a {kind} path")
+    probe = path.parent
+    if not create_parents and not probe.exists():
+        raise ConfigError(f"{path}: folder {probe} does not exist")
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{path}: {probe} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
 def data_path(spec: str | os.PathLike) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 
 import typer
@@ -100,31 +99,6 @@ def register(app: typer.Typer) -> None:
         )
 
 
-def default_cache_path(model: Path, calibrator: str, batch: int) -> Path:
-    return Path("caches") / f"{model.stem}.{calibrator}.b{batch}.cache"
-
-
-def check_writable(path: Path, *, create_parent: bool) -> None:
-    """Fail before any work when the cache cannot be written there (nothing is left behind)."""
-    from trtcalib.errors import ConfigError
-
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, expected a cache file path")
-    folder = path.parent
-    probe_in = folder
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{path}: {folder} is not a folder")
-    if not folder.is_dir():
-        if not create_parent:
-            raise ConfigError(f"{path}: folder {folder} does not exist")
-        probe_in = folder.parent  # created at the end, just before the atomic write
-    try:
-        with tempfile.TemporaryFile(dir=probe_in):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write in {probe_in} ({exc.strerror or exc})") from None
-
-
 def run_calibrate(
     *,
     model: Path,
@@ -136,11 +110,12 @@ def run_calibrate(
     data_options: DataOptions,
 ) -> None:
     from trtcalib.console import info
+    from trtcalib.paths import check_writable, default_cache_path
 
     default_path = cache_path is None
     path = cache_path or default_cache_path(model, settings.calibrator, settings.batch_size)
     _check_cache_spares_inputs(path, model, data)
-    check_writable(path, create_parent=default_path)
+    check_writable(path, create_parents=default_path, kind="cache file")
 
     from trtcalib.data import open_source
     from trtcalib.model import input_specs, load_model
@@ -163,7 +138,7 @@ def run_calibrate(
     if default_path:
         path.parent.mkdir(parents=True, exist_ok=True)
     write_cache(path, result.cache, result.provenance)
-    _summary(result.amax, result.cache, path, skipped=result.skipped, settings=settings)
+    _summary(result.amax, result.cache, path, skipped=result.skipped)
 
 
 def _check_cache_spares_inputs(path: Path, model: Path, data: str) -> None:
@@ -231,7 +206,7 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
     return False
 
 
-def _summary(amax, cache, path: Path, *, skipped=(), settings=None, reused=False) -> None:
+def _summary(amax, cache, path: Path, *, skipped=(), reused=False) -> None:
     from trtcalib.cache import sidecar_path
     from trtcalib.console import console
 

@@ -230,8 +230,8 @@ def _parse_params(items: list[str]) -> dict[str, float]:
 def _labels_and_source(model_path: Path, labels: str, data: str, options):
     from trtcalib.data import open_source
     from trtcalib.errors import DataError
+    from trtcalib.evaluate import load_labels
     from trtcalib.model import input_specs, load_model
-    from trtcalib.study.accuracy import load_labels
 
     label_array = load_labels(labels)
     source = open_source(data, input_specs(load_model(model_path)), options)

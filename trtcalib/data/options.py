@@ -64,9 +64,6 @@ class ImageOptions:
         if self.scale is not None and not self.scale > 0:
             raise ConfigError(f"--scale must be positive, got {self.scale}")
 
-    def is_default(self) -> bool:
-        return self == ImageOptions()
-
 
 @dataclass(frozen=True)
 class DataOptions:

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from trtcalib.errors import ModelError, TrtcalibError
+from trtcalib.errors import ModelError, TrtcalibError, first_line
 from trtcalib.qdq.fold import fold_batchnorm, remove_unused_initializers
 from trtcalib.qdq.graph import GraphView, default_opset, tensor_elem_types, unique_name
 from trtcalib.qdq.placement import WEIGHTED_OPS, Site, find_sites
@@ -246,7 +246,7 @@ def quantize_model(
     dq_output: dict[tuple[str, int | None], str] = {}  # (tensor, axis or -999 for act) -> DQ out
     pending: dict[str, list[onnx.NodeProto]] = {}  # consumer node name -> Q/DQ nodes before it
     rewires: list[tuple[str, int, str]] = []
-    layers: list[str] = []
+    layers: set[str] = set()  # nodes with a Q/DQ input; graph order is restored at the end
     quantized_weights: list[str] = []
 
     def make_pair(tensor: str, scale: np.ndarray, axis: int | None, consumer: str) -> str:
@@ -290,8 +290,7 @@ def quantize_model(
                 dq_output[key] = make_pair(site.tensor, weight_params[key], site.axis, site.node)
                 quantized_weights.append(site.tensor)
         rewires.append((site.node, site.input_index, dq_output[key]))
-        if site.node not in layers:
-            layers.append(site.node)
+        layers.add(site.node)
 
     by_name = {node.name: node for node in graph.node}
     for node_name, index, new_input in rewires:
@@ -308,11 +307,11 @@ def quantize_model(
     try:
         onnx.checker.check_model(work)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise ModelError(f"the Q/DQ model does not pass onnx.checker: {first}") from exc
 
     quantized = [t for t in activation_order if t in act_scale]
-    ordered_layers = [n.name for n in graph.node if n.name in set(layers)]
+    ordered_layers = [n.name for n in graph.node if n.name in layers]
     return QDQResult(
         model=work,
         quantized=quantized,

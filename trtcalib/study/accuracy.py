@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,43 +9,6 @@ import onnx
 
 from trtcalib.errors import DataError
 from trtcalib.study.results import StudyResult
-
-
-def load_labels(spec: str | Path) -> np.ndarray:
-    """Integer class per sample: FILE.npy, or FILE.npz[:KEY] (KEY default 'labels', or the only
-    array in the file)."""
-    text = str(spec)
-    key = None
-    head, sep, tail = text.rpartition(":")
-    if sep and head.lower().endswith(".npz"):
-        text, key = head, tail
-    path = Path(text)
-    if not path.is_file():
-        raise DataError(f"{path}: no such labels file")
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                names = list(z.files)
-                if key is None:
-                    key = "labels" if "labels" in names else (names[0] if len(names) == 1 else None)
-                if key is None or key not in names:
-                    raise DataError(
-                        f"{path}: no array {key or 'labels'!r} (has: {', '.join(names)}); "
-                        "use FILE.npz:KEY"
-                    )
-                labels = np.asarray(z[key])
-        else:
-            labels = np.load(path, allow_pickle=False)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read labels ({type(exc).__name__})") from exc
-    labels = np.asarray(labels).reshape(-1) if np.asarray(labels).ndim <= 1 else labels
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            f"{path}: labels must be a 1-D integer array, got {labels.dtype} {list(labels.shape)}"
-        )
-    return labels
 
 
 def accuracy_sweep(

@@ -139,7 +139,7 @@ def study_store(
     finally:
         if shared is not None:
             shared.close()
-    tensors = summarize(runs, names, settings.batch_sizes, settings.orders)
+    tensors = summarize(runs, names, settings.batch_sizes)
     return StudyResult(
         model=model,
         data=data,

@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from trtcalib.cache import atomic_write_bytes
+from trtcalib.cache.provenance import json_float
 from trtcalib.study.replay import RunResult
 
 JSON_SCHEMA = "trtcalib.study.batch-size/1"
@@ -141,19 +141,14 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     if isinstance(value, float | np.floating):
-        v = float(value)
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
+        return json_float(value)
     if isinstance(value, np.integer):
         return int(value)
     return value
 
 
 def summarize(
-    runs: Sequence[RunResult], names: Sequence[str], batch_sizes: Sequence[int], orders: int
+    runs: Sequence[RunResult], names: Sequence[str], batch_sizes: Sequence[int]
 ) -> list[TensorSummary]:
     by_tensor: dict[str, list[RunResult]] = {n: [] for n in names}
     for r in runs:
@@ -247,14 +242,7 @@ def accuracy_csv_text(accuracy: dict[str, Any]) -> str:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write via a temp file in the same directory, then rename: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def write_results(result: StudyResult, out_dir: Path) -> list[Path]:

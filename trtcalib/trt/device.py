@@ -209,7 +209,6 @@ class HostBackend:
     def __init__(self) -> None:
         self.buffers: dict[int, np.ndarray] = {}
         self.host_buffers: dict[int, np.ndarray] = {}
-        self.copies = 0
 
     def malloc(self, nbytes: int) -> int:
         buffer = np.full(max(nbytes, 1), 0xAB, dtype=np.uint8)  # garbage, like cudaMalloc
@@ -253,7 +252,6 @@ class HostBackend:
             dst, src = stream.ops[stream.executed]
             ctypes.memmove(dst, src.ctypes.data, src.nbytes)
             stream.executed += 1
-            self.copies += 1
 
 
 def make_backend(name: str = "cuda-python") -> DeviceBackend:
@@ -331,10 +329,6 @@ class DeviceFeeder:
         self.backend.record_event(self._events[slot], self._stream)
         self._ready.append(slot)
         self._next = (slot + 1) % self.SLOTS
-
-    @property
-    def staged(self) -> int:
-        return len(self._ready)
 
     def take(self, names: Sequence[str]) -> list[int]:
         """Wait for the oldest staged batch's copy and return its pointers in `names` order.

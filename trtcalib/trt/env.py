@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trtcalib.errors import TensorRTUnavailableError
-from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, probe_tensorrt
+from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, dist_version, probe_tensorrt
 
 
 @dataclass
@@ -28,21 +27,12 @@ class BuildPath:
     reason: str
 
 
-def _dist_version(*names: str) -> str | None:
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def _cuda_version(code: int) -> str:
     return f"{code // 1000}.{(code % 1000) // 10}"
 
 
 def probe_cuda_python() -> CudaInfo:
-    result = CudaInfo("cuda-python", _dist_version("cuda-bindings", "cuda-python"))
+    result = CudaInfo("cuda-python", dist_version("cuda-bindings", "cuda-python"))
     from trtcalib.trt.device import CudaPythonBackend, _import_cudart
 
     try:
@@ -69,7 +59,7 @@ def probe_cuda_python() -> CudaInfo:
 
 
 def probe_pycuda() -> CudaInfo:
-    result = CudaInfo("pycuda", _dist_version("pycuda"))
+    result = CudaInfo("pycuda", dist_version("pycuda"))
     if result.installed is None:
         result.error = "pycuda is not installed"
         return result

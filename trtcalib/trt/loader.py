@@ -61,10 +61,11 @@ def quantization_mode(version: str | None) -> str | None:
     return "implicit" if major <= LAST_IMPLICIT_MAJOR else "explicit"
 
 
-def _installed_version() -> str | None:
-    for dist in _DISTRIBUTIONS:
+def dist_version(*names: str) -> str | None:
+    """The version of the first of these pip distributions that is installed, else None."""
+    for name in names:
         try:
-            return importlib.metadata.version(dist)
+            return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
     return None
@@ -100,9 +101,9 @@ def probe_tensorrt() -> TensorRTInfo:
     """Try to import TensorRT (at most once per process, like any import) and describe it."""
     module, name, error = _import()
     if module is not None:
-        version = getattr(module, "__version__", None) or _installed_version()
+        version = getattr(module, "__version__", None) or dist_version(*_DISTRIBUTIONS)
         return TensorRTInfo(version, name, True, None)
-    version = _installed_version()
+    version = dist_version(*_DISTRIBUTIONS)
     if version is None and error is None:
         return TensorRTInfo(None, None, False, "TensorRT is not installed")
     return TensorRTInfo(version, name, False, error or "TensorRT does not import")

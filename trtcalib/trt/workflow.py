@@ -13,16 +13,21 @@ The order is chosen so that a machine without TensorRT or a GPU still does every
 from __future__ import annotations
 
 import dataclasses
-import os
 import shlex
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trtcalib.cache import atomic_write_bytes
 from trtcalib.console import info
 from trtcalib.errors import ConfigError, DataError, ModelError, TensorRTUnavailableError
-from trtcalib.paths import check_outputs_spare_inputs, data_path, same_file
+from trtcalib.paths import (
+    check_outputs_spare_inputs,
+    check_writable,
+    data_path,
+    default_cache_path,
+    same_file,
+)
 from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, TensorRTInfo, probe_tensorrt, version_major
 
 REUSE_MODES = ("auto", "always", "never")
@@ -65,10 +70,6 @@ class BuildReport:
 
 def default_engine_path(model: Path, calibrator: str, batch: int) -> Path:
     return Path("engines") / f"{model.stem}.{calibrator}.b{batch}.engine"
-
-
-def default_cache_path(model: Path, calibrator: str, batch: int) -> Path:
-    return Path("caches") / f"{model.stem}.{calibrator}.b{batch}.cache"
 
 
 def _check_options(o: BuildOptions) -> None:
@@ -125,21 +126,6 @@ def opt_shapes(specs: list[Any], batch: int, model: Path) -> dict[str, tuple[int
                 )
         shapes[spec.name] = (batch, *dims[1:])
     return shapes
-
-
-def _check_writable(path: Path) -> None:
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, expected a file path")
-    probe = path.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{path}: {probe} is not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
 def _check_outputs_spare_inputs(o: BuildOptions, cache: Path, engine: Path) -> None:
@@ -243,22 +229,10 @@ def _cpu_calibration(
 
 
 def _save_onnx(model: Any, path: Path) -> None:
-    import onnx
-
+    # atomic, with the mode open() would give (not mkstemp's 0600), so the Q/DQ model can be
+    # shared and copied to the GPU host like any other output
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        # mkstemp makes the file 0600: give it the mode open() would (umask), so the Q/DQ model
-        # can be shared and copied to the GPU host like any other output
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, model.SerializeToString())
 
 
 def _blocker(found: TensorRTInfo, major: int) -> tuple[str | None, Any]:
@@ -302,8 +276,8 @@ def run_build(o: BuildOptions) -> BuildReport:
     cache_path = o.cache or default_cache_path(o.model, o.calibrator, o.batch)
     engine_path = o.engine or default_engine_path(o.model, o.calibrator, o.batch)
     _check_outputs_spare_inputs(o, cache_path, engine_path)
-    _check_writable(cache_path)
-    _check_writable(engine_path)
+    check_writable(cache_path)
+    check_writable(engine_path)
     model = load_model(o.model)
     specs = input_specs(model)
     shapes = opt_shapes(specs, o.batch, o.model)

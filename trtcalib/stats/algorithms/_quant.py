@@ -13,10 +13,6 @@ from trtcalib.stats._kernels import qdq_errors_numba
 LEVELS = 127.0
 
 
-def bin_centres(num_bins: int, bin_width: float) -> np.ndarray:
-    return (np.arange(num_bins, dtype=np.float64) + 0.5) * bin_width
-
-
 def qdq_errors(
     counts: np.ndarray, bin_width: float, amaxes: np.ndarray, *, use_numba: bool = True
 ) -> np.ndarray:
