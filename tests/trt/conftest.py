@@ -29,7 +29,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tinymodels
 
 HERE = Path(__file__).parent
 STUB_SOURCE = HERE / "_stubs" / "trt_link_stubs.c"
@@ -221,3 +223,13 @@ def trt10():
     if module.__version__ != BINDINGS_VERSIONS[10]:
         pytest.skip(f"tensorrt_bindings {module.__version__} imported, need 10.16.1.11")
     return module
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A folder with model.onnx (dynamic batch) and calib.npz (20 samples); cwd is there."""
+    monkeypatch.chdir(tmp_path)
+    tinymodels.save(tinymodels.conv_model(), tmp_path)
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "calib.npz", input=rng.normal(size=(20, 3, 8, 8)).astype(np.float32))
+    return tmp_path

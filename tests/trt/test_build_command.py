@@ -19,16 +19,6 @@ CACHE = "caches/model.entropy.b8.cache"
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A folder with model.onnx (dynamic batch) and calib.npz (20 samples); cwd is there."""
-    monkeypatch.chdir(tmp_path)
-    tinymodels.save(tinymodels.conv_model(), tmp_path)
-    rng = np.random.default_rng(3)
-    np.savez(tmp_path / "calib.npz", input=rng.normal(size=(20, 3, 8, 8)).astype(np.float32))
-    return tmp_path
-
-
-@pytest.fixture
 def no_tensorrt(monkeypatch):
     """This process cannot import TensorRT (whatever else the test session loaded)."""
     for name in ("tensorrt", "tensorrt_bindings"):

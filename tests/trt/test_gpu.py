@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tinymodels
 
 from trtcalib.cache import read_cache, read_provenance
 
@@ -20,15 +19,6 @@ def gpu_env():
     if not any(p["runs_here"] for name, p in runs.items() if "engine" in name):
         pytest.skip("no TensorRT engine build path runs on this machine (see `trtcalib env`)")
     return env
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    tinymodels.save(tinymodels.conv_model(), tmp_path)
-    rng = np.random.default_rng(3)
-    np.savez(tmp_path / "calib.npz", input=rng.normal(size=(20, 3, 8, 8)).astype(np.float32))
-    return tmp_path
 
 
 def _implicit(env):
