@@ -70,3 +70,29 @@ def test_simulate_pow2_by_hand():
     # all-zero batches leave the range unset until the first non-zero one
     assert simulate_pow2(np.array([0.0, 0.0, 0.7])) == (0.7, 0, [(2, 0.7)])
     assert simulate_pow2(np.array([0.0, 0.0])) == (0.0, 0, [])
+
+
+@pytest.mark.parametrize("num_bins", [128, 2048])
+@pytest.mark.parametrize("name, data", list(streams()), ids=[n for n, _ in streams()])
+def test_exact_histogram_from_sorted_values_matches_the_collector(name, data, num_bins):
+    data = data.astype(np.float32)
+    n = data.shape[0]
+    smax = np.abs(data).reshape(n, -1).max(axis=1).astype(np.float64)
+    ref, _ = replay(data, smax, np.arange(n), 3, name="t", growth="pow2", num_bins=num_bins,
+                    coalesce=False, histogram="exact")  # fmt: skip
+    counts, range_max = SortedTensor(data).exact_histogram(num_bins)
+    assert range_max == ref.range_max
+    assert counts.tobytes() == ref.counts.tobytes()
+
+
+def test_exact_histogram_from_sorted_values_matches_the_table_kernel():
+    # >= 128 values per fine bin in one call: the collector takes its float32 table kernel
+    rng = np.random.default_rng(3)
+    data = np.maximum(rng.standard_normal((300, 1000)), 0).astype(np.float32) * 1.7
+    n = data.shape[0]
+    smax = np.abs(data).reshape(n, -1).max(axis=1).astype(np.float64)
+    ref, _ = replay(data, smax, np.arange(n), n, name="t", growth="pow2", num_bins=128,
+                    coalesce=False, histogram="exact")  # fmt: skip
+    counts, range_max = SortedTensor(data).exact_histogram(128)
+    assert range_max == ref.range_max
+    assert counts.tobytes() == ref.counts.tobytes()

@@ -243,3 +243,83 @@ def test_collectors_in_threads_match_one_thread():
     single = TensorCollector("t", num_bins=128, histogram="exact")
     single.collect(np.concatenate(batches[2]))
     assert single.result().counts.tobytes() == alone[2][0]  # and batch-split invariant
+
+
+# --- KL sweep: the table of group terms must not change a single bit -------------------------
+
+
+def _per_group_kl_sweep():
+    """The sweep as first written: one log per group and candidate (the reference)."""
+    import numba
+
+    @numba.njit(cache=False)
+    def sweep(b, start, quant_bins):
+        n = b.shape[0]
+        csum = np.zeros(n + 1)
+        cnz = np.zeros(n + 1, np.int64)
+        cblogb = np.zeros(n + 1)
+        for k in range(n):
+            v = b[k]
+            csum[k + 1] = csum[k] + v
+            cnz[k + 1] = cnz[k] + (1 if v > 0 else 0)
+            cblogb[k + 1] = cblogb[k] + (v * np.log(v) if v > 0 else 0.0)
+        total = csum[n]
+        t_log_t = total * np.log(total)
+        out = np.empty(n + 1 - start)
+        for i in range(start, n + 1):
+            s = csum[i]
+            o = total - s
+            if s <= 0.0 or (o > 0.0 and b[i - 1] == 0.0):
+                out[i - start] = np.inf
+                continue
+            q = 0.0
+            lo = 0
+            g_last = 0.0
+            n_last = 1
+            for g in range(quant_bins):
+                hi = -((-(g + 1) * i) // quant_bins)
+                mass = csum[hi] - csum[lo]
+                nz = cnz[hi] - cnz[lo]
+                if mass > 0.0:
+                    q += mass * np.log(mass / nz)
+                g_last = mass
+                n_last = nz if nz > 0 else 1
+                lo = hi
+            if o > 0.0:
+                q += o * np.log(g_last / n_last)
+            last = b[i - 1] + o
+            p = cblogb[i - 1] + (last * np.log(last) if last > 0.0 else 0.0) - t_log_t
+            out[i - start] = (p - q + total * np.log(s)) / total
+        return out
+
+    return sweep
+
+
+def _kl_histograms():
+    rng = np.random.default_rng(7)
+    relu = np.maximum(rng.normal(size=200_000), 0)
+    yield np.histogram(relu, 2048, (0, relu.max()))[0].astype(np.float64)  # zero spike
+    tail = rng.standard_t(3, size=100_000)
+    yield np.histogram(np.abs(tail), 2048, (0, np.abs(tail).max()))[0].astype(np.float64)
+    sparse = np.zeros(2048)
+    sparse[rng.choice(2048, 40, replace=False)] = rng.integers(1, 50, 40)  # empty groups
+    yield sparse
+    late = np.histogram(rng.random(50_000), 2048, (0, 4.0))[0].astype(np.float64)
+    yield late  # upper three quarters empty: a late pow2 growth
+    yield rng.random(2048) * 3.7  # fractional counts (the exact policy's resampling)
+    yield np.histogram(rng.normal(size=30_000), 4096, (0, 4.5))[0].astype(np.float64)
+    # more bins than 128 * 128: the per-group path of the kernel
+    yield np.histogram(np.abs(rng.normal(size=300_000)), 32768, (0, 5))[0].astype(np.float64)
+
+
+@pytest.mark.parametrize("start, quant_bins", [(128, 128), (300, 128), (128, 96)])
+def test_kl_sweep_is_bit_identical_to_one_log_per_group(start, quant_bins):
+    kernels = _kernels.numba_kernels()
+    if kernels is None:
+        pytest.skip("numba not installed")
+    reference = _per_group_kl_sweep()
+    for counts in _kl_histograms():
+        got = kernels[2](counts, start, quant_bins)
+        want = reference(counts, start, quant_bins)
+        assert got.tobytes() == want.tobytes()
+        assert np.isfinite(got).any()

@@ -156,6 +156,28 @@ class ExactHistogram:
         self.amax = 0.0
         self.total = 0
 
+    @classmethod
+    def from_fine(
+        cls,
+        num_bins: int,
+        exponent: int | None,
+        fine: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        amax: float,
+        total: int,
+    ) -> ExactHistogram:
+        """The histogram whose fine state was computed elsewhere (the study derives it from
+        sorted values): counts, smallest and largest |x| per fine bin over [0, 2**exponent),
+        with exponent = frexp(amax)[1] (None when everything is zero)."""
+        hist = cls(num_bins)
+        if fine.shape != hist.fine.shape or lo.shape != hist.lo.shape or hi.shape != hist.hi.shape:
+            raise ValueError(f"fine state must have {hist.fine_bins} bins, got {fine.shape}")
+        hist.exponent = exponent
+        hist.fine, hist.lo, hist.hi = fine, lo, hi
+        hist.amax, hist.total = float(amax), int(total)
+        return hist
+
     def add(self, flat: np.ndarray, absmax: float, finite_count: int) -> None:
         if finite_count == 0:
             return

@@ -194,7 +194,7 @@ def run_tensor(
 ) -> list[RunResult]:
     """All batch sizes x `orders` of one tensor (order -1: the exact reference)."""
     memo = _AmaxMemo(spec.algorithm, dict(spec.params))
-    sorted_orders = [k for k in orders if k >= 0 and uses_sorted_replay(store, name, spec)]
+    sorted_orders = [k for k in orders if uses_sorted_replay(store, name, spec)]
     other = [k for k in orders if k not in sorted_orders]
     if not sorted_orders:
         return [r for k in other for r in run_tensor_order(store, name, k, batch_sizes, spec, memo)]
@@ -203,12 +203,22 @@ def run_tensor(
     from trtcalib.study.sorted_replay import SortedTensor
 
     store.sample_max(name)  # computed once, before threads share it
-    # the sort and the collector runs (exact reference) both release the GIL: overlap them
-    with ThreadPoolExecutor(max_workers=max(1, spec.threads)) as pool:
-        sorting = pool.submit(SortedTensor, store.get(name))
-        collected = [run_tensor_order(store, name, k, batch_sizes, spec, memo) for k in other]
-        st = sorting.result()
-    runs = [(k, *run) for k in sorted_orders for run in _sorted_stats(store, name, k,
+    collected: list[list[RunResult]] = []
+    if other:
+        # the sort and the collector runs both release the GIL: overlap them
+        with ThreadPoolExecutor(max_workers=max(1, spec.threads)) as pool:
+            sorting = pool.submit(SortedTensor, store.get(name))
+            collected = [run_tensor_order(store, name, k, batch_sizes, spec, memo) for k in other]
+            st = sorting.result()
+    else:
+        st = SortedTensor(store.get(name))
+    if -1 in sorted_orders:
+        exact = _sorted_exact(name, st, spec.num_bins)
+        if exact is None:  # a range too small for the sorted path: replay it
+            collected.append(run_tensor_order(store, name, -1, batch_sizes, spec, memo))
+        else:
+            collected.append([_result(name, "exact", 0, -1, exact, memo, 1, st.absmax)])
+    runs = [(k, *run) for k in sorted_orders if k >= 0 for run in _sorted_stats(store, name, k,
             batch_sizes, spec, st)]  # fmt: skip
     memo.prefill([stats for _, _, _, stats in runs], spec.threads)
     out = [r for rs in collected for r in rs]
@@ -217,6 +227,32 @@ def run_tensor(
         for k, b, num_batches, stats in runs
     ]
     return out
+
+
+def _sorted_exact(name: str, st, num_bins: int):
+    """The exact policy's TensorStats from the sorted values (None: replay it instead)."""
+    from trtcalib.stats import TensorStats
+
+    found = st.exact_histogram(num_bins)
+    if found is None:
+        return None
+    counts, range_max = found
+    return TensorStats(
+        name=name,
+        histogram="exact",
+        counts=counts,
+        range_max=range_max,
+        amax=st.absmax,
+        min=st.min,
+        max=st.max,
+        moving_min=None,
+        moving_max=None,
+        count=st.count,
+        nan_count=0,
+        inf_count=0,
+        growth_events=0,
+        batches=1,
+    )
 
 
 def _sorted_stats(store, name, order, batch_sizes, spec, st) -> list[tuple[int, int, object]]:
@@ -361,6 +397,9 @@ def sweep(
             tasks.append((name, (-1, *range(orders))))
         else:
             tasks.extend((name, (order,)) for order in (-1, *range(orders)))
+    # the biggest tensors first, so the workers finish at about the same time
+    sizes = {name: store.get(name).size for name in names}
+    tasks.sort(key=lambda task: sizes[task[0]], reverse=True)
     results: list[RunResult] = []
     if jobs <= 1 and spec.threads > 1 and len(tasks) > 1:
         # one process: tensors overlap on threads (sorting and the compiled histogram and KL

@@ -13,6 +13,10 @@ growth the final histogram has a closed form, so one sort per tensor serves ever
   binning puts it at floor(y / 2**k). Those few values are found (their samples' max tells which
   samples can hold one) and moved.
 
+The exact reference comes from the same sorted values: the `exact` policy's fine bins are a
+binning of [0, 2**e) at a power-of-two scale, and each fine bin's smallest and largest |x| are its
+first and last sorted value (`SortedTensor.exact_histogram`, checked against the collector).
+
 So one run = simulate the range over the batch maxima (cheap: only batches that set a new running
 max can grow it), count the final histogram from the sorted |x| with 2047 exact binary searches,
 apply the clamp corrections. The result is checked bin for bin against feeding a real
@@ -25,6 +29,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from trtcalib.stats.histogram import ExactHistogram
 
 _MIN_RANGE = 1e-300  # trtcalib.stats.histogram: a range below this is clamped up to it
 _FMAX = float(np.finfo(np.float64).max)
@@ -51,9 +57,19 @@ class SortedTensor:
         self.values = values
         self.count = len(values)
         self.absmax = float(values[-1]) if len(values) else 0.0
+        # runs of different batchings often end at the same range: 40 runs, ~20 ranges
+        self._histograms: dict[tuple[float, int], np.ndarray] = {}
 
     def histogram(self, range_max: float, num_bins: int) -> np.ndarray:
-        """Counts of min(floor(x * (n / R)), n - 1) over all values, exactly as the kernel."""
+        """Counts of min(floor(x * (n / R)), n - 1) over all values, exactly as the kernel.
+
+        A new array on every call (callers correct it in place)."""
+        key = (float(range_max), int(num_bins))
+        if key not in self._histograms:
+            self._histograms[key] = self._histogram(range_max, num_bins)
+        return self._histograms[key].copy()
+
+    def _histogram(self, range_max: float, num_bins: int) -> np.ndarray:
         counts = np.zeros(num_bins, dtype=np.float64)
         if range_max == 0.0:
             counts[0] = self.count
@@ -80,6 +96,34 @@ class SortedTensor:
         edges = np.concatenate(([0], idx, [size]))
         counts[:] = np.diff(edges)
         return counts
+
+    def exact_histogram(self, num_bins: int) -> tuple[np.ndarray, float] | None:
+        """(counts, range_max) of TensorCollector(histogram="exact") over all values, from the
+        sorted values: the exact policy's fine bins are the `trt` binning of [0, 2**e) into
+        16 * num_bins bins (a power-of-two scale), so `histogram` finds them, and a fine bin's
+        smallest and largest |x| are its first and last sorted value. None where the anchor is
+        so small that the kernels' range floor would differ (the caller replays instead)."""
+        hist = ExactHistogram(num_bins)
+        if self.absmax == 0.0:
+            fine = np.zeros(hist.fine_bins)
+            fine[0] = self.count
+            lo = np.full(hist.fine_bins, np.inf)
+            hi = np.full(hist.fine_bins, -np.inf)
+            lo[0] = hi[0] = 0.0
+            hist = ExactHistogram.from_fine(num_bins, None, fine, lo, hi, 0.0, self.count)
+            return hist.finalise()[:2]
+        exponent = math.frexp(self.absmax)[1]
+        if math.ldexp(1.0, exponent) < _MIN_RANGE * 2**20:
+            return None
+        fine = self.histogram(math.ldexp(1.0, exponent), hist.fine_bins)
+        ends = np.cumsum(fine.astype(np.int64))
+        full = np.flatnonzero(fine)
+        lo = np.full(hist.fine_bins, np.inf)
+        hi = np.full(hist.fine_bins, -np.inf)
+        lo[full] = self.values[ends[full] - fine[full].astype(np.int64)]
+        hi[full] = self.values[ends[full] - 1]
+        hist = ExactHistogram.from_fine(num_bins, exponent, fine, lo, hi, self.absmax, self.count)
+        return hist.finalise()[:2]
 
 
 def simulate_pow2(batch_max: np.ndarray) -> tuple[float, int, list[tuple[int, float]]]:

@@ -61,13 +61,20 @@ class ActivationStore:
             maxima = np.zeros(self.num_samples, dtype=np.float64)
             finite = True
             for start, chunk in _chunks(self.arrays[name]):
-                flat = np.abs(chunk.reshape(chunk.shape[0], -1))
+                flat = chunk.reshape(chunk.shape[0], -1)
+                if not flat.shape[1]:
+                    continue
+                # min and max propagate NaN and keep inf: finite results prove a finite chunk,
+                # and then max |x| = max(-min, max) without an |x| copy (the common case)
+                lo, hi = flat.min(axis=1), flat.max(axis=1)
+                if np.isfinite(lo).all() and np.isfinite(hi).all():
+                    maxima[start : start + chunk.shape[0]] = np.maximum(-lo, hi)
+                    continue
+                flat = np.abs(flat)
                 ok = np.isfinite(flat)
-                if not ok.all():
-                    finite = False
-                    flat = np.where(ok, flat, 0.0)
-                if flat.shape[1]:
-                    maxima[start : start + chunk.shape[0]] = flat.max(axis=1)
+                finite = False
+                flat = np.where(ok, flat, 0.0)
+                maxima[start : start + chunk.shape[0]] = flat.max(axis=1)
             self._sample_max[name] = maxima
             self._finite[name] = finite
         return self._sample_max[name]
