@@ -391,3 +391,25 @@ def test_fixed_batch_model_and_a_partial_last_batch(conv_data):
     result = calibrate(model, source, dropped, progress=False)
     expected = float(np.float32(np.abs(x[:48]).max()) / np.float32(127))
     assert result.cache.scales["input"] == expected
+
+
+@pytest.mark.parametrize("histogram", ["exact", "trt"])
+def test_relu_statistics_derived_from_the_input_are_bit_identical(tmp_path, histogram):
+    from trtcalib.calibrate import collect_statistics
+
+    model = tinymodels.conv_model()
+    rng = np.random.default_rng(4)
+    path = tmp_path / "x.npz"
+    np.savez(path, input=rng.normal(size=(40, 3, 8, 8)).astype(np.float32))
+    settings = CalibrationSettings("entropy", batch_size=8, histogram=histogram)
+    runs = {}
+    for derive in (True, False):
+        source = open_source(path, input_specs(model))
+        runs[derive] = collect_statistics(model, source, settings, False, derive_relu=derive)
+    derived, produced = runs[True].stats, runs[False].stats
+    assert list(derived) == list(produced)
+    for name, want in produced.items():
+        got = derived[name]
+        assert got.counts.tobytes() == want.counts.tobytes(), name
+        assert (got.range_max, got.amax, got.min, got.max, got.count) == (
+            want.range_max, want.amax, want.min, want.max, want.count), name  # fmt: skip

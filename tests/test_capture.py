@@ -180,3 +180,51 @@ def test_model_without_float_tensors_is_a_model_error():
     model.ir_version = 8
     with pytest.raises(ModelError, match="no float activations"):
         ActivationCapture(model)
+
+
+def _relu_chain_model() -> onnx.ModelProto:
+    """x -> Relu (of a graph input) -> Relu (of a Relu) ; x -> Neg -> Relu (of a node output)."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r_in"]),
+        helper.make_node("Relu", ["r_in"], ["r_r"]),
+        helper.make_node("Neg", ["x"], ["neg"]),
+        helper.make_node("Relu", ["neg"], ["r_neg"]),
+        helper.make_node("Add", ["r_r", "r_neg"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "relus",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_derive_relu_leaves_relu_outputs_to_the_caller():
+    cap = ActivationCapture(tinymodels.conv_model(), derive_relu=True)
+    assert cap.derived == {"relu1": "conv1"}
+    assert "relu1" in cap.tensor_names  # still a tensor to calibrate
+    fetched = {o.name for o in cap._session.get_outputs()}
+    assert "relu1" not in fetched and "conv1" in fetched
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    out = cap.run({"input": x})
+    assert "relu1" not in out
+    full = ActivationCapture(tinymodels.conv_model()).run({"input": x})
+    np.testing.assert_array_equal(np.maximum(out["conv1"], 0), full["relu1"])
+
+
+def test_derive_relu_sources_graph_inputs_but_not_other_relus():
+    cap = ActivationCapture(_relu_chain_model(), derive_relu=True)
+    # a Relu of a derived Relu has no produced input to read: it is fetched
+    assert cap.derived == {"r_in": "x", "r_neg": "neg"}
+    out = cap.run({"x": np.arange(10, dtype=np.float32).reshape(2, 5) - 4})
+    assert set(out) == {"x", "r_r", "neg", "y"}
+
+
+def test_derive_relu_needs_the_input_captured():
+    cap = ActivationCapture(tinymodels.conv_model(), ["relu1", "add1"], derive_relu=True)
+    assert cap.derived == {}

@@ -166,6 +166,7 @@ def collect_statistics(
     *,
     workers: int | None = None,
     overlap: bool = False,
+    derive_relu: bool = True,
 ) -> Collected:
     """Run every batch of `source` through onnxruntime and feed one collector per tensor.
 
@@ -175,7 +176,10 @@ def collect_statistics(
     sample count cover the real samples only. `workers` threads share the collectors of a batch
     (default: one per CPU; the compiled kernels release the GIL). `overlap` lets the collectors
     of batch k run while onnxruntime computes batch k+1 (two batches of activations in memory;
-    off by default, see benchmarks/calibrate_vs_ort.py mode ours-overlap).
+    off by default, see benchmarks/calibrate_vs_ort.py mode ours-overlap). `derive_relu`: a
+    Relu output whose input is collected too is collected from that input as max(x, 0), not
+    produced by onnxruntime (bit-identical statistics, fewer exposed outputs; see
+    `ActivationCapture`).
     """
     from trtcalib.capture import ActivationCapture
     from trtcalib.data import iter_batches
@@ -184,7 +188,7 @@ def collect_statistics(
     model = _as_model(model)
     params = settings.check()
     check_fixed_batch(model, settings, getattr(source, "num_samples", None))
-    capture = ActivationCapture(model, settings.tensors)
+    capture = ActivationCapture(model, settings.tensors, derive_relu=derive_relu)
     tensor_settings = resolve_tensor_settings(capture.tensor_names, settings, params)
     skipped = [name for name, ts in tensor_settings.items() if ts.skip]
     if len(skipped) == len(tensor_settings):
@@ -221,7 +225,7 @@ def collect_statistics(
             fingerprint.update(batch.arrays, num_real=batch.num_real)
             activations = capture.run(batch.arrays)
             _wait(pending)  # the previous batch (overlap only): at most two batches in memory
-            pending = _submit(collectors, activations, pool)
+            pending = _submit(collectors, activations, pool, capture.derived)
             if not overlap:
                 _wait(pending)
             del activations  # collectors keep no reference: memory is back after the batch
@@ -274,14 +278,20 @@ def _submit(
     collectors: dict[str, TensorCollector],
     activations: Mapping[str, np.ndarray],
     pool: ThreadPoolExecutor | None,
+    derived: Mapping[str, str] | None = None,
 ) -> list[Future]:
+    derived = derived or {}
+
+    def source(name: str) -> np.ndarray:
+        return activations[derived.get(name, name)]
+
     if pool is None:
         for name, collector in collectors.items():
-            collector.collect(activations[name])
+            collector.collect(source(name), relu=name in derived)
         return []
     # the biggest activations first, so the threads finish at about the same time
-    order = sorted(collectors, key=lambda n: activations[n].size, reverse=True)
-    return [pool.submit(collectors[n].collect, activations[n]) for n in order]
+    order = sorted(collectors, key=lambda n: source(n).size, reverse=True)
+    return [pool.submit(collectors[n].collect, source(n), relu=n in derived) for n in order]
 
 
 def _wait(futures: list[Future]) -> None:

@@ -132,12 +132,34 @@ def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
+def _relu_outputs(graph: onnx.GraphProto, wanted: Sequence[str]) -> dict[str, str]:
+    """{Relu output: its input} for the wanted Relu outputs whose input is wanted and itself
+    produced (not derived: a Relu of a Relu is fetched)."""
+    producer = {out: node for node in graph.node for out in node.output if out}
+    chosen = set(wanted)
+    derived: dict[str, str] = {}
+    for name in wanted:  # topological order: a source is decided before its consumers
+        node = producer.get(name)
+        if node is None or node.op_type != "Relu" or node.domain not in ("", "ai.onnx"):
+            continue
+        source = node.input[0] if node.input else ""
+        if source in chosen and source not in derived:
+            derived[name] = source
+    return derived
+
+
 class ActivationCapture:
     """onnxruntime (CPU) session over a copy of `model` that returns its float activations.
 
     `tensors` restricts the capture to these names (any float graph input or node output,
     constant ones included); unknown or non-float names are a ModelError. `optimization` is
     onnxruntime's graph optimisation level (disable|basic|extended|all).
+
+    `derive_relu=True`: the output of a Relu whose input is captured too is not produced;
+    `derived` maps it to that input, and `run()` leaves it out. The caller computes its
+    statistics from the input (`TensorCollector.collect(x, relu=True)`). Why: every exposed
+    output costs onnxruntime a buffer and a copy (and, at level "all", a layout reorder);
+    ResNets have a Relu after nearly every Conv and Add, ~35% of all activation elements.
     """
 
     def __init__(
@@ -147,6 +169,7 @@ class ActivationCapture:
         *,
         optimization: str = DEFAULT_OPTIMIZATION,
         intra_op_threads: int = 0,
+        derive_relu: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -194,7 +217,8 @@ class ActivationCapture:
             wanted = [n for n in order if n in chosen]
 
         inputs = set(self.input_names)
-        self._fetch = [n for n in wanted if n not in inputs]
+        self.derived: dict[str, str] = _relu_outputs(graph, wanted) if derive_relu else {}
+        self._fetch = [n for n in wanted if n not in inputs and n not in self.derived]
 
         augmented = onnx.ModelProto()
         augmented.CopyFrom(model)
@@ -242,6 +266,8 @@ class ActivationCapture:
         # onnxruntime has the final word on types (it also types what onnx inference left open)
         ort_types = {out.name: out.type for out in self._session.get_outputs()}
         ort_types.update({inp.name: inp.type for inp in self._session.get_inputs()})
+        for output, source in self.derived.items():  # not produced: a Relu keeps its input type
+            ort_types.setdefault(output, ort_types.get(source))
         not_float = [n for n in wanted if ort_types.get(n) not in _FLOAT_ORT_TYPES]
         if tensors is not None and not_float:
             name = not_float[0]
@@ -251,12 +277,14 @@ class ActivationCapture:
             )
         self.tensor_names: list[str] = [n for n in wanted if n not in not_float]
         self._fetch = [n for n in self._fetch if n not in not_float]
+        self.derived = {o: i for o, i in self.derived.items() if o not in not_float}
         if not self.tensor_names:
             self.close()
             raise ModelError("the model has no float activations to calibrate")
 
     def run(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One batch in (one array per model input), every exposed activation out (no copies)."""
+        """One batch in (one array per model input), every exposed activation out (no copies);
+        the `derived` ones are not produced."""
         missing = [name for name in self.input_names if name not in arrays]
         if missing:
             raise DataError(f"input {missing[0]!r}: no data for this model input")
@@ -271,7 +299,8 @@ class ActivationCapture:
                 raise DataError(f"onnxruntime failed on this batch: {first}") from exc
             fetched = dict(zip(self._fetch, values, strict=True))
         for name in self.tensor_names:
-            out[name] = feed[name] if name in feed else fetched[name]
+            if name not in self.derived:
+                out[name] = feed[name] if name in feed else fetched[name]
         return out
 
     def close(self) -> None:

@@ -323,3 +323,46 @@ def test_kl_sweep_is_bit_identical_to_one_log_per_group(start, quant_bins):
         want = reference(counts, start, quant_bins)
         assert got.tobytes() == want.tobytes()
         assert np.isfinite(got).any()
+
+
+# --- relu=True: a ReLU output's statistics from its input ------------------------------------
+
+
+def _relu_batches():
+    rng = np.random.default_rng(5)
+    yield "gaussian", [rng.standard_normal(50_000).astype(np.float32) for _ in range(3)]
+    growing = [(rng.standard_normal(20_000) * s).astype(np.float32) for s in (0.1, 1, 40)]
+    yield "growing", growing  # the trt range grows, the exact anchor moves
+    negative = -np.abs(rng.standard_normal(10_000)).astype(np.float32)
+    negative[3] = -0.0
+    yield "non-positive-first", [negative, rng.standard_normal(10_000).astype(np.float32)]
+    bad = rng.standard_normal(30_000).astype(np.float32)
+    bad[[1, 50, 700]] = [np.nan, -np.inf, np.inf]
+    yield "nonfinite", [bad, rng.standard_normal(30_000).astype(np.float32)]
+    yield "float64", [rng.standard_normal(10_000), rng.standard_normal(10_000) * 3]
+
+
+RELU_BATCHES = list(_relu_batches())
+
+
+@pytest.mark.parametrize("policy", ["exact", "trt"])
+@pytest.mark.parametrize("name, batches", RELU_BATCHES, ids=[n for n, _ in RELU_BATCHES])
+@pytest.mark.parametrize("use_numba", [True, False], ids=["numba", "numpy"])
+def test_relu_flag_equals_collecting_the_relu_output(
+    name, batches, policy, use_numba, kernel_path, monkeypatch
+):
+    if use_numba and _kernels.numba_kernels() is None:
+        pytest.skip("numba not installed")
+    if not use_numba:
+        monkeypatch.setattr(_kernels, "numba_kernels", lambda: None)
+    derived = TensorCollector("t", num_bins=128, histogram=policy)
+    direct = TensorCollector("t", num_bins=128, histogram=policy)
+    for b in batches:
+        derived.collect(b, relu=True)
+        direct.collect(np.maximum(b, b.dtype.type(0)))
+    got, want = derived.result(), direct.result()
+    assert got.counts.tobytes() == want.counts.tobytes()
+    assert (got.range_max, got.amax, got.count, got.growth_events) == (
+        want.range_max, want.amax, want.count, want.growth_events)  # fmt: skip
+    assert (got.nan_count, got.inf_count, got.min, got.max) == (
+        want.nan_count, want.inf_count, want.min, want.max)  # fmt: skip

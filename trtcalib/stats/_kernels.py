@@ -120,7 +120,7 @@ def _build_numba():
         return nan_count, inf_count, kmin, kmax, pos_zero, neg_zero
 
     @numba.njit(cache=True, nogil=True)
-    def fill(flat, counts, scale, check):
+    def fill(flat, counts, scale, check, relu):
         # Two steps per chunk: bin indices (a vectorised loop), then increments spread over four
         # int32 sub-histograms (4 x 8 KiB at 2048 bins: they stay in L1, and repeated hits on one
         # bin do not wait on each other). Unsigned indices spare numba's negative-index fix-up.
@@ -143,6 +143,9 @@ def _build_numba():
                 for i in range(size):
                     a = abs(np.float64(blk[i]))
                     idx[i] = np.uint32(min(a * scale, last)) if a - a == 0.0 else dummy
+            elif relu:  # max(x, 0) of finite data: a ReLU output from its input
+                for i in range(size):
+                    idx[i] = np.uint32(min(max(np.float64(blk[i]), 0.0) * scale, last))
             else:
                 for i in range(size):
                     idx[i] = np.uint32(min(abs(np.float64(blk[i])) * scale, last))
@@ -161,7 +164,7 @@ def _build_numba():
             counts[b] += np.float64(np.int64(s0[b]) + s1[b] + s2[b] + s3[b])
 
     @numba.njit(cache=True, nogil=True)
-    def fill_minmax(flat, counts, lo, hi, scale, check):
+    def fill_minmax(flat, counts, lo, hi, scale, check, relu):
         # The general case (float64 arithmetic, any float dtype and scale): indices per chunk,
         # then one pass updating the count, smallest and largest |x| of each bin.
         n = counts.shape[0]
@@ -174,7 +177,7 @@ def _build_numba():
             size = min(chunk, m - start)
             blk = flat[start : start + size]
             for i in range(size):
-                a = abs(np.float64(blk[i]))
+                a = max(np.float64(blk[i]), 0.0) if relu else abs(np.float64(blk[i]))
                 if check and a - a != 0.0:  # NaN or inf
                     idx[i] = dummy
                 else:
@@ -182,7 +185,7 @@ def _build_numba():
             for i in range(size):
                 k = idx[i]
                 if k != dummy:
-                    a = abs(np.float64(blk[i]))
+                    a = max(np.float64(blk[i]), 0.0) if relu else abs(np.float64(blk[i]))
                     counts[k] += 1.0
                     if a < lo[k]:
                         lo[k] = a
@@ -190,7 +193,7 @@ def _build_numba():
                         hi[k] = a
 
     @numba.njit(cache=True, nogil=True)
-    def fill_table_f32(flat, table, scale, check):
+    def fill_table_f32(flat, table, scale, check, relu):
         # float32 data and a power-of-two scale that is a normal float32: |x| * scale is exact
         # in float32 (or below 1 when it underflows, or clamped when it overflows), so the bin
         # indices equal the float64 ones, computed 16 lanes at a time. The per-bin state is one
@@ -211,7 +214,9 @@ def _build_numba():
             size = min(chunk, m - start)
             blk = flat[start : start + size]
             for i in range(size):
-                a = abs(blk[i])
+                # relu (finite data only): max(x, 0), so every x <= 0 is a zero (its bits,
+                # read below for the bounds, then only touch a dummy row)
+                a = max(blk[i], np.float32(0.0)) if relu else abs(blk[i])
                 z = a == np.float32(0.0)
                 zeros += z
                 skip = z or (check and a - a != np.float32(0.0))
@@ -438,17 +443,21 @@ def fill_counts(
     *,
     use_numba: bool | None = None,
     all_finite: bool = False,
+    relu: bool = False,
 ) -> None:
     """Add every finite |x| of `flat` to float64 `counts`: bin = min(floor(|x|*scale), n-1).
 
     `all_finite=True` promises that `flat` holds no NaN/inf (the check is then skipped).
+    `relu=True` bins max(x, 0) instead of |x|; it needs `all_finite`.
     """
+    if relu and not all_finite:
+        raise ValueError("relu binning needs finite data (all_finite=True)")
     kernels = numba_kernels() if use_numba is not False else None
     if kernels is None or flat.dtype not in (np.float32, np.float64):
-        _fill_numpy(flat, counts, scale)
+        _fill_numpy(np.maximum(flat, flat.dtype.type(0)) if relu else flat, counts, scale)
     else:
         for part in _slices(flat):
-            kernels[1](part, counts, float(scale), not all_finite)
+            kernels[1](part, counts, float(scale), not all_finite, relu)
 
 
 _local = threading.local()
@@ -482,11 +491,15 @@ def fill_counts_minmax(
     *,
     use_numba: bool | None = None,
     all_finite: bool = False,
+    relu: bool = False,
 ) -> None:
     """`fill_counts` that also keeps the smallest (`lo`) and largest (`hi`) |x| of each bin."""
+    if relu and not all_finite:
+        raise ValueError("relu binning needs finite data (all_finite=True)")
     kernels = numba_kernels() if use_numba is not False else None
     if kernels is None or flat.dtype not in (np.float32, np.float64):
-        _fill_minmax_numpy(flat, counts, lo, hi, scale)
+        values = np.maximum(flat, flat.dtype.type(0)) if relu else flat
+        _fill_minmax_numpy(values, counts, lo, hi, scale)
         return
     n = counts.shape[0]
     table = (
@@ -499,17 +512,17 @@ def fill_counts_minmax(
     )
     for part in _slices(flat):
         if table:
-            _fill_minmax_table(kernels, part, counts, lo, hi, scale, all_finite)
+            _fill_minmax_table(kernels, part, counts, lo, hi, scale, all_finite, relu)
         else:
-            kernels[3](part, counts, lo, hi, float(scale), not all_finite)
+            kernels[3](part, counts, lo, hi, float(scale), not all_finite, relu)
 
 
-def _fill_minmax_table(kernels, flat, counts, lo, hi, scale, all_finite) -> None:
+def _fill_minmax_table(kernels, flat, counts, lo, hi, scale, all_finite, relu=False) -> None:
     """Run the float32 table kernel, then merge its table into counts/lo/hi (exact)."""
     n = counts.shape[0]
     table = _clean_table(4 * (n + 8))[: 4 * (n + 8)]  # the kernel reads n off its size
     _local.dirty = True  # until merged and reset
-    zeros = kernels[5](flat, table, float(scale), not all_finite)
+    zeros = kernels[5](flat, table, float(scale), not all_finite, relu)
     kernels[7](table, n, counts, lo, hi)
     _local.dirty = False
     if zeros:

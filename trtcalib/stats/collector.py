@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trtcalib.errors import ConfigError, StatsError
-from trtcalib.stats._kernels import batch_summary
+from trtcalib.stats._kernels import BatchSummary, batch_summary
 from trtcalib.stats.histogram import ExactHistogram, TrtHistogram
 
 HISTOGRAM_POLICIES = ("exact", "trt")
@@ -119,8 +119,13 @@ class TensorCollector:
         self._inf = 0
         self._batches = 0
 
-    def collect(self, x: np.ndarray) -> None:
-        """Add one batch (any shape). NaN is ignored and counted, +/-inf counted."""
+    def collect(self, x: np.ndarray, *, relu: bool = False) -> None:
+        """Add one batch (any shape). NaN is ignored and counted, +/-inf counted.
+
+        `relu=True` adds max(x, 0) instead of x: a ReLU output's statistics from its input, so
+        the output itself need not be produced (bit-identical to collecting the output; a
+        batch holding NaN/inf is turned into max(x, 0) first, NaN staying NaN).
+        """
         arr = np.asarray(x)
         if not is_calibratable(arr.dtype):
             raise StatsError(
@@ -135,6 +140,16 @@ class TensorCollector:
         if not flat.flags.c_contiguous:
             flat = np.ascontiguousarray(flat)
         s = batch_summary(flat)
+        binned_relu = False
+        if relu:
+            if s.finite_count == flat.shape[0]:
+                # max(x, 0) of finite data: its summary follows from the one of x
+                lo, hi = (0.0 if v <= 0.0 else v for v in (s.min, s.max))
+                s = BatchSummary(0, 0, s.finite_count, lo, hi, hi)
+                binned_relu = True
+            else:
+                flat = np.maximum(flat, flat.dtype.type(0))
+                s = batch_summary(flat)
         self._batches += 1
         self._nan += s.nan_count
         self._inf += s.inf_count
@@ -150,7 +165,7 @@ class TensorCollector:
                     # onnxruntime's convention: m += c * (batch - m)
                     self._moving_min += c * (s.min - self._moving_min)
                     self._moving_max += c * (s.max - self._moving_max)  # type: ignore[operator]
-        self._hist.add(flat, s.absmax, s.finite_count)
+        self._hist.add(flat, s.absmax, s.finite_count, relu=binned_relu)
 
     def result(self) -> TensorStats:
         """The statistics so far (the collector can keep collecting afterwards)."""

@@ -90,7 +90,8 @@ class TrtHistogram:
         self.growth_events = 0
         self._pending_zeros = 0  # zeros seen before any non-zero value set the range
 
-    def add(self, flat: np.ndarray, absmax: float, finite_count: int) -> None:
+    def add(self, flat: np.ndarray, absmax: float, finite_count: int, relu: bool = False) -> None:
+        """Add a batch whose max finite |x| is `absmax` (`relu`: bin max(x, 0), finite data)."""
         if finite_count == 0:
             return
         if self.range_max == 0.0:
@@ -108,6 +109,7 @@ class TrtHistogram:
             self.counts,
             bin_scale(self.num_bins, self.range_max),
             all_finite=finite_count == flat.shape[0],
+            relu=relu,
         )
 
     def _grow(self, new_max: float) -> None:
@@ -178,7 +180,8 @@ class ExactHistogram:
         hist.amax, hist.total = float(amax), int(total)
         return hist
 
-    def add(self, flat: np.ndarray, absmax: float, finite_count: int) -> None:
+    def add(self, flat: np.ndarray, absmax: float, finite_count: int, relu: bool = False) -> None:
+        """Add a batch whose max finite |x| is `absmax` (`relu`: bin max(x, 0), finite data)."""
         if finite_count == 0:
             return
         self.total += finite_count
@@ -203,6 +206,7 @@ class ExactHistogram:
             self.hi,
             math.ldexp(1.0, self._log2_fine - self.exponent),
             all_finite=finite_count == flat.shape[0],
+            relu=relu,
         )
 
     def _merge(self, d: int) -> None:
