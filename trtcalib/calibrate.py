@@ -29,6 +29,7 @@ from trtcalib.stats import (
     TensorOverrides,
     TensorSettings,
     TensorStats,
+    batch_summary,
     compute_amax,
     get_algorithm,
     scale_from_amax,
@@ -280,18 +281,28 @@ def _submit(
     pool: ThreadPoolExecutor | None,
     derived: Mapping[str, str] | None = None,
 ) -> list[Future]:
-    derived = derived or {}
+    # one task per activation array: its own collector and those of the Relu outputs derived
+    # from it, which share its summary pass (and find it warm in cache)
+    tasks: dict[str, list[tuple[TensorCollector, bool]]] = {}
+    for name, collector in collectors.items():
+        relu = name in (derived or {})
+        tasks.setdefault(derived[name] if relu else name, []).append((collector, relu))
 
-    def source(name: str) -> np.ndarray:
-        return activations[derived.get(name, name)]
+    def run(source: str) -> None:
+        x = activations[source]
+        summary = None
+        if len(tasks[source]) > 1 and x.dtype in (np.float32, np.float64) and x.size:
+            summary = batch_summary(np.ascontiguousarray(x).reshape(-1))
+        for collector, relu in tasks[source]:
+            collector.collect(x, relu=relu, summary=summary)
 
     if pool is None:
-        for name, collector in collectors.items():
-            collector.collect(source(name), relu=name in derived)
+        for source in tasks:
+            run(source)
         return []
-    # the biggest activations first, so the threads finish at about the same time
-    order = sorted(collectors, key=lambda n: source(n).size, reverse=True)
-    return [pool.submit(collectors[n].collect, source(n), relu=n in derived) for n in order]
+    # the most work first, so the threads finish at about the same time
+    order = sorted(tasks, key=lambda n: activations[n].size * len(tasks[n]), reverse=True)
+    return [pool.submit(run, source) for source in order]
 
 
 def _wait(futures: list[Future]) -> None:

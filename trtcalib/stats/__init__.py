@@ -11,6 +11,7 @@ Where the decisions are documented:
   * compiled kernels (numba when installed, numpy otherwise, bit-identical): `_kernels.py`.
 """
 
+from trtcalib.stats._kernels import BatchSummary, batch_summary
 from trtcalib.stats.collector import TensorCollector, TensorStats, is_calibratable
 from trtcalib.stats.overrides import TensorOverrides, TensorSettings
 from trtcalib.stats.registry import (
@@ -24,11 +25,13 @@ from trtcalib.stats.scale import scale_from_amax
 
 __all__ = [
     "AmaxAlgorithm",
+    "BatchSummary",
     "TensorCollector",
     "TensorOverrides",
     "TensorSettings",
     "TensorStats",
     "available_algorithms",
+    "batch_summary",
     "compute_amax",
     "get_algorithm",
     "is_calibratable",

@@ -119,12 +119,15 @@ class TensorCollector:
         self._inf = 0
         self._batches = 0
 
-    def collect(self, x: np.ndarray, *, relu: bool = False) -> None:
+    def collect(
+        self, x: np.ndarray, *, relu: bool = False, summary: BatchSummary | None = None
+    ) -> None:
         """Add one batch (any shape). NaN is ignored and counted, +/-inf counted.
 
         `relu=True` adds max(x, 0) instead of x: a ReLU output's statistics from its input, so
         the output itself need not be produced (bit-identical to collecting the output; a
         batch holding NaN/inf is turned into max(x, 0) first, NaN staying NaN).
+        `summary` is `batch_summary` of x when the caller already has it (one pass less).
         """
         arr = np.asarray(x)
         if not is_calibratable(arr.dtype):
@@ -139,7 +142,7 @@ class TensorCollector:
         flat = arr.reshape(-1)
         if not flat.flags.c_contiguous:
             flat = np.ascontiguousarray(flat)
-        s = batch_summary(flat)
+        s = summary if summary is not None else batch_summary(flat)
         binned_relu = False
         if relu:
             if s.finite_count == flat.shape[0]:
