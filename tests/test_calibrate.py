@@ -405,7 +405,7 @@ def test_relu_statistics_derived_from_the_input_are_bit_identical(tmp_path, hist
     runs = {}
     for derive in (True, False):
         source = open_source(path, input_specs(model))
-        runs[derive] = collect_statistics(model, source, settings, False, derive_relu=derive)
+        runs[derive] = collect_statistics(model, source, settings, False, derive=derive)
     derived, produced = runs[True].stats, runs[False].stats
     assert list(derived) == list(produced)
     for name, want in produced.items():
@@ -413,3 +413,24 @@ def test_relu_statistics_derived_from_the_input_are_bit_identical(tmp_path, hist
         assert got.counts.tobytes() == want.counts.tobytes(), name
         assert (got.range_max, got.amax, got.min, got.max, got.count) == (
             want.range_max, want.amax, want.min, want.max, want.count), name  # fmt: skip
+
+
+def test_alias_of_a_skipped_tensor_still_gets_its_statistics(tmp_path):
+    from trtcalib.calibrate import collect_statistics
+    from trtcalib.stats import TensorOverrides
+
+    model = tinymodels.conv_model()  # flat = Flatten(pool): an alias of pool
+    path = tmp_path / "x.npz"
+    np.savez(path, input=np.random.default_rng(2).normal(size=(16, 3, 8, 8)).astype(np.float32))
+    skip_pool = TensorOverrides.from_entries([{"tensors": "pool", "skip": True}])
+    settings = CalibrationSettings("minmax", batch_size=4, overrides=skip_pool)
+    out = collect_statistics(model, open_source(path, input_specs(model)), settings, False)
+    assert "pool" not in out.stats and out.skipped == ["pool"]
+    reference = collect_statistics(
+        model, open_source(path, input_specs(model)), CalibrationSettings("minmax", batch_size=4),
+        False, derive=False,
+    )  # fmt: skip
+    got, want = out.stats["flat"], reference.stats["flat"]
+    assert got.name == "flat"
+    assert got.counts.tobytes() == want.counts.tobytes()
+    assert (got.amax, got.min, got.max, got.count) == (want.amax, want.min, want.max, want.count)

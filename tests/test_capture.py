@@ -205,7 +205,7 @@ def _relu_chain_model() -> onnx.ModelProto:
 
 
 def test_derive_relu_leaves_relu_outputs_to_the_caller():
-    cap = ActivationCapture(tinymodels.conv_model(), derive_relu=True)
+    cap = ActivationCapture(tinymodels.conv_model(), derive=True)
     assert cap.derived == {"relu1": "conv1"}
     assert "relu1" in cap.tensor_names  # still a tensor to calibrate
     fetched = {o.name for o in cap._session.get_outputs()}
@@ -218,7 +218,7 @@ def test_derive_relu_leaves_relu_outputs_to_the_caller():
 
 
 def test_derive_relu_sources_graph_inputs_but_not_other_relus():
-    cap = ActivationCapture(_relu_chain_model(), derive_relu=True)
+    cap = ActivationCapture(_relu_chain_model(), derive=True)
     # a Relu of a derived Relu has no produced input to read: it is fetched
     assert cap.derived == {"r_in": "x", "r_neg": "neg"}
     out = cap.run({"x": np.arange(10, dtype=np.float32).reshape(2, 5) - 4})
@@ -226,5 +226,40 @@ def test_derive_relu_sources_graph_inputs_but_not_other_relus():
 
 
 def test_derive_relu_needs_the_input_captured():
-    cap = ActivationCapture(tinymodels.conv_model(), ["relu1", "add1"], derive_relu=True)
+    cap = ActivationCapture(tinymodels.conv_model(), ["relu1", "add1"], derive=True)
     assert cap.derived == {}
+
+
+def _alias_model() -> onnx.ModelProto:
+    """x[N,2,3] -> Transpose -> Reshape (an alias of an alias) -> Relu (of an alias: fetched);
+    x -> Relu (derived) -> Flatten (an alias of a derived Relu)."""
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 6])
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("Reshape", ["t", "shape"], ["r"]),
+        helper.make_node("Relu", ["r"], ["relu_r"]),
+        helper.make_node("Relu", ["x"], ["relu_x"]),
+        helper.make_node("Flatten", ["relu_x"], ["flat"]),
+        helper.make_node("Add", ["relu_r", "flat"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "aliases",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])],
+        [shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_derive_maps_rearrangements_to_the_tensor_with_their_values():
+    cap = ActivationCapture(_alias_model(), derive=True)
+    assert cap.aliases == {"t": "x", "r": "x", "flat": "relu_x"}
+    assert cap.derived == {"relu_x": "x"}  # relu_r reads an alias: fetched
+    out = cap.run({"x": np.arange(12, dtype=np.float32).reshape(2, 2, 3) - 6})
+    assert set(out) == {"x", "relu_r", "y"}
+    assert {o.name for o in cap._session.get_outputs()} == {"relu_r", "y"}

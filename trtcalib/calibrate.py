@@ -11,6 +11,7 @@ activations plus fixed-size histograms).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -167,7 +168,7 @@ def collect_statistics(
     *,
     workers: int | None = None,
     overlap: bool = False,
-    derive_relu: bool = True,
+    derive: bool = True,
 ) -> Collected:
     """Run every batch of `source` through onnxruntime and feed one collector per tensor.
 
@@ -177,8 +178,9 @@ def collect_statistics(
     sample count cover the real samples only. `workers` threads share the collectors of a batch
     (default: one per CPU; the compiled kernels release the GIL). `overlap` lets the collectors
     of batch k run while onnxruntime computes batch k+1 (two batches of activations in memory;
-    off by default, see benchmarks/calibrate_vs_ort.py mode ours-overlap). `derive_relu`: a
-    Relu output whose input is collected too is collected from that input as max(x, 0), not
+    off by default, see benchmarks/calibrate_vs_ort.py mode ours-overlap). `derive`: a Relu
+    output whose input is collected too is collected from that input as max(x, 0), and a pure
+    rearrangement's output (Reshape, Transpose, ...) gets its input's statistics: neither is
     produced by onnxruntime (bit-identical statistics, fewer exposed outputs; see
     `ActivationCapture`).
     """
@@ -189,18 +191,21 @@ def collect_statistics(
     model = _as_model(model)
     params = settings.check()
     check_fixed_batch(model, settings, getattr(source, "num_samples", None))
-    capture = ActivationCapture(model, settings.tensors, derive_relu=derive_relu)
+    capture = ActivationCapture(model, settings.tensors, derive=derive)
     tensor_settings = resolve_tensor_settings(capture.tensor_names, settings, params)
     skipped = [name for name, ts in tensor_settings.items() if ts.skip]
     if len(skipped) == len(tensor_settings):
         capture.close()
         raise ConfigError(f"all {len(skipped)} tensors are skipped by the overrides: no cache")
+    kept = [name for name, ts in tensor_settings.items() if not ts.skip]
+    # an alias copies the statistics of its root, collected even where the root is skipped
+    needed = {capture.aliases.get(name, name) for name in kept}
     collectors = {
         name: TensorCollector(
             name, num_bins=settings.num_bins, histogram=settings.histogram, growth=settings.growth
         )
-        for name, ts in tensor_settings.items()
-        if not ts.skip
+        for name in capture.tensor_names
+        if name in needed
     }
     fingerprint = DataFingerprint()
     total = getattr(source, "num_samples", None)
@@ -241,7 +246,13 @@ def collect_statistics(
         if bar is not None:
             bar.stop()
         capture.close()
-    stats = {name: c.result() for name, c in collectors.items()}
+    results = {name: c.result() for name, c in collectors.items()}
+    stats = {}
+    for name in kept:
+        root = capture.aliases.get(name)
+        stats[name] = (
+            results[name] if root is None else dataclasses.replace(results[root], name=name)
+        )
     return Collected(
         stats, fingerprint.hexdigest(), num_samples, num_batches, skipped, tensor_settings
     )
