@@ -175,6 +175,34 @@ def test_jobs_two_gives_the_same_results_as_jobs_one(replay_method):
     assert csv_text(results[0]) == csv_text(results[1])
 
 
+def test_a_tensor_with_the_same_values_is_not_replayed_but_gets_the_same_runs(monkeypatch):
+    import sys
+
+    replay_module = sys.modules["trtcalib.study.replay"]
+    rng = np.random.default_rng(12)
+    pool = rng.standard_normal((40, 2, 3)).astype(np.float32)
+    arrays = {"pool": pool, "flat": pool.reshape(40, 6).copy(), "other": pool[:, ::-1].copy()}
+    replayed = []
+    real = replay_module.run_tensor
+    monkeypatch.setattr(
+        replay_module,
+        "run_tensor",
+        lambda store, name, *a: replayed.append(name) or real(store, name, *a),
+    )
+    store = store_from_arrays(arrays)
+    try:
+        s = StudySettings(batch_sizes=(1, 4, 40), orders=2)
+        both = study_store(store, s)
+        first = list(replayed)
+        alone = study_store(store_from_arrays({"flat": arrays["flat"]}), s)
+    finally:
+        store.close()
+    assert sorted(first) == ["other", "pool"]  # "other": the same values in another order
+    flat_runs = [r for r in both.runs if r.tensor == "flat"]
+    assert flat_runs == alone.runs
+    assert len(flat_runs) == len([r for r in both.runs if r.tensor == "pool"])
+
+
 # ------------------------------------------------------------------ storage
 
 

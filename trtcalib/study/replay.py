@@ -15,6 +15,7 @@ Tensors holding inf/NaN are fed batch by batch (their range behaviour is the col
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,6 +55,31 @@ class ReplaySpec:
     method: str = "auto"  # "auto": sorted replay where it applies (pow2, finite); "collector"
     sort_limit: int = 1 << 30  # bytes of sorted values one tensor may take
     threads: int = 1  # threads for the amax computations of one tensor (sorted replay)
+
+
+def same_value_tensors(store: ActivationStore, names: Sequence[str]) -> dict[str, str]:
+    """{tensor: earlier tensor with identical values per sample, in memory order}.
+
+    Replays only see values in sample order, so such tensors give identical runs. Checked on the
+    data, not the graph: equal per-sample size and per-sample max first (cheap), then the bytes.
+    """
+    copies: dict[str, str] = {}
+    originals: list[str] = []
+    for name in names:
+        data = store.get(name)
+        for other in originals:
+            ref = store.get(other)
+            if (
+                ref.dtype == data.dtype
+                and ref.size == data.size
+                and np.array_equal(store.sample_max(other), store.sample_max(name))
+                and np.array_equal(ref.reshape(-1), data.reshape(-1))
+            ):
+                copies[name] = other
+                break
+        else:
+            originals.append(name)
+    return copies
 
 
 def order_permutation(num_samples: int, order: int, seed: int) -> np.ndarray:
@@ -389,10 +415,15 @@ def sweep(
     A task is one tensor with all its orders (sorted replay sorts a tensor once), or one tensor
     and order on the collector path. Tasks are independent and seeded by (seed, order), so the
     results do not depend on `jobs`; they come back sorted by tensor (in `names` order), policy,
-    batch size, order.
+    batch size, order. A tensor holding the same values, sample by sample and in the same order,
+    as an earlier one (Flatten, Reshape, Identity, Squeeze, Unsqueeze outputs) is not replayed:
+    its runs are the earlier tensor's, renamed.
     """
+    copies = same_value_tensors(store, names)
     tasks: list[tuple[str, tuple[int, ...]]] = []
     for name in names:
+        if name in copies:
+            continue
         if uses_sorted_replay(store, name, spec):
             tasks.append((name, (-1, *range(orders))))
         else:
@@ -445,6 +476,11 @@ def sweep(
                 results.extend(future.result())
                 if on_task_done:
                     on_task_done(futures[future])
+    by_tensor: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_tensor.setdefault(r.tensor, []).append(r)
+    for name, original in copies.items():
+        results.extend(dataclasses.replace(r, tensor=name) for r in by_tensor[original])
     rank = {name: i for i, name in enumerate(names)}
     results.sort(key=lambda r: (rank[r.tensor], r.policy != "exact", r.batch_size, r.order))
     return results
