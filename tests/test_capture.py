@@ -193,15 +193,9 @@ def _relu_chain_model() -> onnx.ModelProto:
         helper.make_node("Relu", ["neg"], ["r_neg"]),
         helper.make_node("Add", ["r_r", "r_neg"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "relus",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])
+    return tinymodels.make(nodes, "relus", [x], [y])
 
 
 def test_derive_relu_leaves_relu_outputs_to_the_caller():
@@ -244,16 +238,9 @@ def _alias_model() -> onnx.ModelProto:
         helper.make_node("Flatten", ["relu_x"], ["flat"]),
         helper.make_node("Add", ["relu_r", "flat"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "aliases",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])],
-        [shape],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])
+    return tinymodels.make(nodes, "aliases", [x], [y], [shape])
 
 
 def test_derive_maps_rearrangements_to_the_tensor_with_their_values():

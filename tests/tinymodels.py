@@ -80,6 +80,15 @@ def two_input_model(batch: int | str = "N") -> onnx.ModelProto:
     return model
 
 
+def make(nodes, name: str, inputs, outputs, initializers=()) -> onnx.ModelProto:
+    """A checked opset-17 model from nodes and value infos (the common tail of the builders)."""
+    graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
 def save(model: onnx.ModelProto, directory: Path, name: str = "model.onnx") -> Path:
     path = Path(directory) / name
     onnx.save(model, str(path))

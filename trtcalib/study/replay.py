@@ -255,17 +255,13 @@ def run_tensor(
     return out
 
 
-def _sorted_exact(name: str, st, num_bins: int):
-    """The exact policy's TensorStats from the sorted values (None: replay it instead)."""
+def _stats_from_sorted(name, st, policy, counts, range_max, growth, batches):
+    """TensorStats of finite data known through its SortedTensor `st`."""
     from trtcalib.stats import TensorStats
 
-    found = st.exact_histogram(num_bins)
-    if found is None:
-        return None
-    counts, range_max = found
     return TensorStats(
         name=name,
-        histogram="exact",
+        histogram=policy,
         counts=counts,
         range_max=range_max,
         amax=st.absmax,
@@ -276,13 +272,21 @@ def _sorted_exact(name: str, st, num_bins: int):
         count=st.count,
         nan_count=0,
         inf_count=0,
-        growth_events=0,
-        batches=1,
+        growth_events=growth,
+        batches=batches,
     )
 
 
+def _sorted_exact(name: str, st, num_bins: int):
+    """The exact policy's TensorStats from the sorted values (None: replay it instead)."""
+    found = st.exact_histogram(num_bins)
+    if found is None:
+        return None
+    counts, range_max = found
+    return _stats_from_sorted(name, st, "exact", counts, range_max, 0, 1)
+
+
 def _sorted_stats(store, name, order, batch_sizes, spec, st) -> list[tuple[int, int, object]]:
-    from trtcalib.stats import TensorStats
     from trtcalib.study.sorted_replay import run_pow2
 
     sample_max = store.sample_max(name)
@@ -290,22 +294,7 @@ def _sorted_stats(store, name, order, batch_sizes, spec, st) -> list[tuple[int, 
     runs = []
     for b in batch_sizes:
         counts, range_max, growth, num_batches = run_pow2(st, sample_max, perm, b, spec.num_bins)
-        stats = TensorStats(
-            name=name,
-            histogram="trt",
-            counts=counts,
-            range_max=range_max,
-            amax=st.absmax,
-            min=st.min,
-            max=st.max,
-            moving_min=None,
-            moving_max=None,
-            count=st.count,
-            nan_count=0,
-            inf_count=0,
-            growth_events=growth,
-            batches=num_batches,
-        )
+        stats = _stats_from_sorted(name, st, "trt", counts, range_max, growth, num_batches)
         runs.append((b, num_batches, stats))
     return runs
 
