@@ -198,6 +198,14 @@ def test_a_tensor_with_the_same_values_is_not_replayed_but_gets_the_same_runs(mo
     finally:
         store.close()
     assert sorted(first) == ["other", "pool"]  # "other": the same values in another order
+    done = []
+    store = store_from_arrays(arrays)
+    try:
+        spec = s.replay_spec()
+        replay_module.sweep(store, store.names, (1, 4), 2, spec, on_task_done=done.append)
+    finally:
+        store.close()
+    assert sum(done) == 3 * (2 + 1)  # the progress bar's total: every tensor, copies included
     flat_runs = [r for r in both.runs if r.tensor == "flat"]
     assert flat_runs == alone.runs
     assert len(flat_runs) == len([r for r in both.runs if r.tensor == "pool"])

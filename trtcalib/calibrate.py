@@ -250,9 +250,11 @@ def collect_statistics(
     stats = {}
     for name in kept:
         root = capture.aliases.get(name)
-        stats[name] = (
-            results[name] if root is None else dataclasses.replace(results[root], name=name)
-        )
+        if root is None:
+            stats[name] = results[name]
+        else:  # its own counts array: a later in-place edit must not reach the root's
+            source = results[root]
+            stats[name] = dataclasses.replace(source, name=name, counts=source.counts.copy())
     return Collected(
         stats, fingerprint.hexdigest(), num_samples, num_batches, skipped, tensor_settings
     )

@@ -16,8 +16,10 @@ exposed tensors; it only loses the fusions across them.
 
 With `derive=True` (what `trtcalib calibrate` uses) a Relu output whose input is captured is
 not exposed at all: its statistics are those of max(x, 0) over the input, computed by the
-collector from the input (bit-identical, tested); nor is the output of a pure rearrangement
-(Reshape, Transpose, Flatten, ...): its statistics are copied from its input. Measured on the
+collector from the input; nor is the output of a pure rearrangement (Reshape, Transpose,
+Flatten, ...): its statistics are copied from its input. Histograms, amax and scales are
+bit-identical to producing the tensors (tested); only the sign of a zero min/max may differ
+(onnxruntime's Relu keeps -0.0, max(x, 0) here reports +0.0). Measured on the
 ResNet-18-shaped benchmark (256 samples, batch 32): onnxruntime time 7.2 s -> 6.3 s, peak RSS
 1.5 GB -> 1.15 GB.
 """
@@ -149,22 +151,28 @@ def _derivations(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Wanted tensors that need not be produced: ({Relu output: its produced input},
     {alias output: the tensor whose statistics it has}). A Relu needs its input produced (a
-    Relu of a Relu or of an alias is fetched); an alias maps to the root of its chain."""
-    producer = {out: node for node in graph.node for out in node.output if out}
+    Relu of a Relu or of an alias is fetched); an alias maps to the root of its chain. Decided
+    from the edges alone, so a graph whose nodes are not listed in order (onnxruntime runs
+    those) gets the same answer."""
     chosen = set(wanted)
-    relu: dict[str, str] = {}
-    alias: dict[str, str] = {}
-    for name in wanted:  # topological order: a source is decided before its consumers
-        node = producer.get(name)
-        if node is None or node.domain not in ("", "ai.onnx") or not node.input:
+    relu_of: dict[str, str] = {}
+    alias_of: dict[str, str] = {}
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or not node.input or node.input[0] not in chosen:
             continue
-        source = node.input[0]
-        if source not in chosen:
-            continue
-        if node.op_type == "Relu" and source not in relu and source not in alias:
-            relu[name] = source
+        outputs = [out for out in node.output if out in chosen]
+        if node.op_type == "Relu":
+            relu_of.update((out, node.input[0]) for out in outputs)
         elif node.op_type in ALIAS_OPS:
-            alias[name] = alias.get(source, source)
+            alias_of.update((out, node.input[0]) for out in outputs)
+    relu = {o: i for o, i in relu_of.items() if i not in relu_of and i not in alias_of}
+    alias: dict[str, str] = {}
+    for name in alias_of:
+        root, seen = name, set()
+        while root in alias_of and root not in seen:  # a cycle is not a valid graph: stop
+            seen.add(root)
+            root = alias_of[root]
+        alias[name] = root
     return relu, alias
 
 

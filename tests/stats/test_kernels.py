@@ -312,7 +312,7 @@ def _kl_histograms():
     yield np.histogram(np.abs(rng.normal(size=300_000)), 32768, (0, 5))[0].astype(np.float64)
 
 
-@pytest.mark.parametrize("start, quant_bins", [(128, 128), (300, 128), (128, 96)])
+@pytest.mark.parametrize("start, quant_bins", [(128, 128), (300, 128), (128, 96), (64, 128)])
 def test_kl_sweep_is_bit_identical_to_one_log_per_group(start, quant_bins):
     kernels = _kernels.numba_kernels()
     if kernels is None:

@@ -268,7 +268,8 @@ def _build_numba():
         # exactly the expression a per-group loop uses, and each candidate adds its q terms in
         # group order: the same float64 operations, so bit-identical KL values (tested against
         # the per-group loop). Rows are kept for two sizes at a time (slot = size & 1). Beyond
-        # n = q * q bins the table would take more logs than the per-group loop, used there.
+        # n = q * q bins the table would take more logs than the per-group loop, used there,
+        # as for candidates i < q (groups of size 0, which the table has no row for).
         n = b.shape[0]
         csum = np.zeros(n + 1)
         cnz = np.zeros(n + 1, np.int64)
@@ -303,7 +304,7 @@ def _build_numba():
                 for g in range(1, quant_bins + 1):
                     edges[g] = (g * i + quant_bins - 1) // quant_bins
             q = 0.0
-            if table:
+            if table and i >= quant_bins:  # below q candidates, groups can be empty
                 small = i // quant_bins
                 for size in range(max(small, 1), small + 2):
                     slot = size & 1

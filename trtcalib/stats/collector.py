@@ -125,8 +125,9 @@ class TensorCollector:
         """Add one batch (any shape). NaN is ignored and counted, +/-inf counted.
 
         `relu=True` adds max(x, 0) instead of x: a ReLU output's statistics from its input, so
-        the output itself need not be produced (bit-identical to collecting the output; a
-        batch holding NaN/inf is turned into max(x, 0) first, NaN staying NaN).
+        the output itself need not be produced (histogram, counts and amax bit-identical to
+        collecting the output; a zero min/max is +0.0 where a Relu may have kept -0.0; a batch
+        holding NaN/inf is turned into max(x, 0) first, NaN staying NaN).
         `summary` is `batch_summary` of x when the caller already has it (one pass less).
         """
         arr = np.asarray(x)
