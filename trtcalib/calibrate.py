@@ -30,7 +30,6 @@ from trtcalib.stats import (
     TensorOverrides,
     TensorSettings,
     TensorStats,
-    batch_summary,
     compute_amax,
     get_algorithm,
     scale_from_amax,
@@ -294,8 +293,8 @@ def _submit(
     pool: ThreadPoolExecutor | None,
     derived: Mapping[str, str] | None = None,
 ) -> list[Future]:
-    # one task per activation array: its own collector and those of the Relu outputs derived
-    # from it, which share its summary pass (and find it warm in cache)
+    # one task per activation array: its own collector first, then those of the Relu outputs
+    # derived from it, which reuse the summary it returns (one pass over the data less)
     tasks: dict[str, list[tuple[TensorCollector, bool]]] = {}
     for name, collector in collectors.items():
         relu = name in (derived or {})
@@ -304,10 +303,10 @@ def _submit(
     def run(source: str) -> None:
         x = activations[source]
         summary = None
-        if len(tasks[source]) > 1 and x.dtype in (np.float32, np.float64) and x.size:
-            summary = batch_summary(np.ascontiguousarray(x).reshape(-1))
-        for collector, relu in tasks[source]:
-            collector.collect(x, relu=relu, summary=summary)
+        for collector, relu in sorted(tasks[source], key=lambda task: task[1]):
+            seen = collector.collect(x, relu=relu, summary=summary)
+            if x.dtype in (np.float32, np.float64):  # collect() summarised x itself
+                summary = seen
 
     if pool is None:
         for source in tasks:

@@ -238,3 +238,47 @@ def test_exact_policy_survives_float64_values_below_2_to_the_minus_1000():
     assert s.amax == 2e-310 and s.count == 4
     assert s.counts.sum() == 4
     assert compute_amax(s, "minmax") == 2e-310
+
+
+# --- exact policy: summary folded into the fill (large float32 batches inside the range) -----
+
+
+def _summarized_streams():
+    rng = np.random.default_rng(21)
+    size = 300_000  # >= 128 values per fine bin at 128 bins: the float32 table kernel applies
+    g = [rng.normal(size=size).astype(np.float32) for _ in range(3)]
+    yield "gaussian", g
+    relu = [np.maximum(b, 0) for b in g]
+    relu[1][5] = -0.0
+    yield "relu-zeros", relu
+    grow = [g[0] * 0.01, g[1], g[2] * 100]  # later batches beyond the range: refused, merged
+    yield "growing", grow
+    bad = g[1].copy()
+    bad[[3, 99]] = [np.nan, -np.inf]
+    yield "nonfinite-later", [g[0], bad, g[2]]
+    yield "float64", [b.astype(np.float64) for b in g]
+
+
+SUMMARIZED = list(_summarized_streams())
+
+
+@pytest.mark.parametrize("name, batches", SUMMARIZED, ids=[n for n, _ in SUMMARIZED])
+def test_summary_folded_into_the_fill_changes_nothing(name, batches, monkeypatch):
+    import trtcalib.stats.histogram as histogram
+
+    calls = []
+    real = histogram.fill_minmax_summarized
+    monkeypatch.setattr(histogram, "fill_minmax_summarized", lambda *a: calls.append(1) or real(*a))
+    fused = TensorCollector("t", num_bins=N)
+    for b in batches:
+        fused.collect(b)
+    monkeypatch.setattr(histogram, "fill_minmax_summarized", lambda *a: None)
+    plain = TensorCollector("t", num_bins=N)
+    for b in batches:
+        plain.collect(b)
+    got, want = fused.result(), plain.result()
+    assert got.counts.tobytes() == want.counts.tobytes()
+    assert (got.range_max, got.amax, got.count) == (want.range_max, want.amax, want.count)
+    assert (got.nan_count, got.inf_count) == (want.nan_count, want.inf_count)
+    assert (got.min, got.max) == (want.min, want.max)  # 0.0 == -0.0: a zero's sign is free
+    assert calls  # every batch after the first tried the one-read path

@@ -233,6 +233,59 @@ def _build_numba():
         return zeros
 
     @numba.njit(cache=True, nogil=True)
+    def fill_table_summary(flat, table, scale):
+        # `fill_table_f32` (all-finite path) that also returns what the batch summary would
+        # have found -- the largest magnitude bits and the order-preserving min / max keys --
+        # from its vectorised index loop, so the data is not read a second time for min/max.
+        # Optimistic: it assumes finite data below the current range; the caller checks the
+        # returned magnitude and, when that fails, discards the table and takes the long way.
+        n = table.shape[0] // 4 - 8
+        s32 = np.float32(scale)
+        last = np.float32(n - 1)
+        bits = flat.view(np.uint32)
+        ibits = flat.view(np.int32)
+        low7 = np.int32(0x7FFFFFFF)
+        chunk = 4096
+        idx = np.empty(chunk, np.uint32)
+        zeros = 0
+        top = np.uint32(0)
+        kmin = np.int32(0x7FFFFFFF)
+        kmax = np.int32(-0x80000000)
+        m = flat.shape[0]
+        for start in range(0, m, chunk):
+            size = min(chunk, m - start)
+            blk = flat[start : start + size]
+            ib = ibits[start : start + size]
+            t = np.uint32(0)
+            lo = np.int32(0x7FFFFFFF)
+            hi = np.int32(-0x80000000)
+            for i in range(size):
+                a = abs(blk[i])
+                z = a == np.float32(0.0)
+                zeros += z
+                # NaN to a dummy row too (it has no index; the caller refuses the batch anyway)
+                skip = z or a != a
+                k = np.uint32(n + (i & 7)) if skip else np.uint32(min(a * s32, last))
+                idx[i] = np.uint32(4) * k
+                b = ib[i]
+                t = max(t, np.uint32(b & low7))  # NaN and inf show up here as >= inf bits
+                key = np.int32(b ^ ((b >> 31) & low7))
+                lo = min(lo, key)
+                hi = max(hi, key)
+            top = max(top, t)
+            kmin = min(kmin, lo)
+            kmax = max(kmax, hi)
+            for i in range(size):
+                g = bits[start + i] & np.uint32(0x7FFFFFFF)
+                r = idx[i]
+                table[r] += np.uint32(1)
+                if g < table[r + 1]:
+                    table[r + 1] = g
+                if g > table[r + 2]:
+                    table[r + 2] = g
+        return zeros, top, kmin, kmax
+
+    @numba.njit(cache=True, nogil=True)
     def merge_table(table, n, counts, lo, hi):
         # Add the rows of `fill_table_f32` into counts/lo/hi, then reset the rows it touched
         # (the dummies too) to (0, ~0, 0, 0), so the next call need not clear the whole table.
@@ -362,6 +415,7 @@ def _build_numba():
         fill_table_f32,
         summary_f32,
         merge_table,
+        fill_table_summary,
     )
 
 
@@ -371,7 +425,7 @@ _numba_tried = False
 
 def numba_kernels():
     """Compiled kernels (summary, fill, kl_sweep, fill_minmax, qdq_errors, fill_table_f32,
-    summary_f32, merge_table), or None without numba."""
+    summary_f32, merge_table, fill_table_summary), or None without numba."""
     global _numba_kernels, _numba_tried
     if not _numba_tried:
         _numba_tried = True
@@ -530,6 +584,50 @@ def _fill_minmax_table(kernels, flat, counts, lo, hi, scale, all_finite, relu=Fa
         counts[0] += zeros
         lo[0] = min(lo[0], 0.0)
         hi[0] = max(hi[0], 0.0)
+
+
+def fill_minmax_summarized(
+    flat: np.ndarray,
+    counts: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    scale: float,
+    range_max: float,
+) -> BatchSummary | None:
+    """`fill_counts_minmax` and `batch_summary` of a float32 batch in one pass over the data,
+    for a batch that is finite and below `range_max`. Returns None, with nothing added, when
+    the batch is not (NaN, inf or a value >= range_max) or the float32 table kernel does not
+    apply; the caller then summarises and fills the usual way.
+    """
+    kernels = numba_kernels()
+    n = counts.shape[0]
+    if (
+        kernels is None
+        or flat.dtype != np.float32
+        or flat.ndim != 1
+        or not flat.flags.c_contiguous
+        or n > 1 << 24
+        or not _TABLE_MIN_ELEMENTS_PER_BIN * n <= flat.shape[0] < _SLICE
+        or not _is_float32_power_of_two(scale)
+    ):
+        return None
+    with np.errstate(over="ignore"):  # a range beyond float32: inf bits, above every finite
+        bound = int(np.array(range_max, dtype=np.float32).view(np.uint32))
+    table = _clean_table(4 * (n + 8))[: 4 * (n + 8)]
+    _local.dirty = True  # until merged and reset; left dirty (cleared on next use) if refused
+    zeros, top, kmin, kmax = kernels[8](flat, table, float(scale))
+    if int(top) >= bound:
+        return None
+    kernels[7](table, n, counts, lo, hi)
+    _local.dirty = False
+    if zeros:
+        counts[0] += zeros
+        lo[0] = min(lo[0], 0.0)
+        hi[0] = max(hi[0], 0.0)
+    absmax = float(np.array(top, dtype=np.uint32).view(np.float32))
+    return BatchSummary(
+        0, 0, flat.shape[0], _key_to_float32(int(kmin)), _key_to_float32(int(kmax)), absmax
+    )
 
 
 def qdq_errors_numba(

@@ -121,7 +121,7 @@ class TensorCollector:
 
     def collect(
         self, x: np.ndarray, *, relu: bool = False, summary: BatchSummary | None = None
-    ) -> None:
+    ) -> BatchSummary:
         """Add one batch (any shape). NaN is ignored and counted, +/-inf counted.
 
         `relu=True` adds max(x, 0) instead of x: a ReLU output's statistics from its input, so
@@ -129,6 +129,7 @@ class TensorCollector:
         collecting the output; a zero min/max is +0.0 where a Relu may have kept -0.0; a batch
         holding NaN/inf is turned into max(x, 0) first, NaN staying NaN).
         `summary` is `batch_summary` of x when the caller already has it (one pass less).
+        Returns `batch_summary` of x (before any relu), for the next collector of x.
         """
         arr = np.asarray(x)
         if not is_calibratable(arr.dtype):
@@ -143,7 +144,11 @@ class TensorCollector:
         flat = arr.reshape(-1)
         if not flat.flags.c_contiguous:
             flat = np.ascontiguousarray(flat)
-        s = summary if summary is not None else batch_summary(flat)
+        fused = None
+        if summary is None and not relu and isinstance(self._hist, ExactHistogram):
+            fused = self._hist.add_summarized(flat)  # summary and fill in one read of the data
+        s = summary or fused or batch_summary(flat)  # a BatchSummary (a tuple) is never falsy
+        seen = s
         binned_relu = False
         if relu:
             if s.finite_count == flat.shape[0]:
@@ -169,7 +174,9 @@ class TensorCollector:
                     # onnxruntime's convention: m += c * (batch - m)
                     self._moving_min += c * (s.min - self._moving_min)
                     self._moving_max += c * (s.max - self._moving_max)  # type: ignore[operator]
-        self._hist.add(flat, s.absmax, s.finite_count, relu=binned_relu)
+        if fused is None:
+            self._hist.add(flat, s.absmax, s.finite_count, relu=binned_relu)
+        return seen
 
     def result(self) -> TensorStats:
         """The statistics so far (the collector can keep collecting afterwards)."""

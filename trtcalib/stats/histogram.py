@@ -50,7 +50,12 @@ import math
 
 import numpy as np
 
-from trtcalib.stats._kernels import fill_counts, fill_counts_minmax
+from trtcalib.stats._kernels import (
+    BatchSummary,
+    fill_counts,
+    fill_counts_minmax,
+    fill_minmax_summarized,
+)
 
 # Below this a float64 range makes n / R overflow; only float64 tensors of subnormals get here.
 _MIN_RANGE = 1e-300
@@ -208,6 +213,25 @@ class ExactHistogram:
             all_finite=finite_count == flat.shape[0],
             relu=relu,
         )
+
+    def add_summarized(self, flat: np.ndarray) -> BatchSummary | None:
+        """Add a batch and return its `batch_summary`, reading the data once: for a large
+        float32 batch that is finite and inside the current range (the common case once the
+        range is set). None, with nothing added, otherwise: summarise it and call `add`."""
+        if self.exponent is None:
+            return None
+        s = fill_minmax_summarized(
+            flat,
+            self.fine,
+            self.lo,
+            self.hi,
+            math.ldexp(1.0, self._log2_fine - self.exponent),
+            math.ldexp(1.0, self.exponent),
+        )
+        if s is not None:
+            self.total += s.finite_count
+            self.amax = max(self.amax, s.absmax)
+        return s
 
     def _merge(self, d: int) -> None:
         """Re-anchor at a range 2**d times larger: merge fine bins 2**d : 1 (exact)."""
