@@ -262,23 +262,27 @@ def _summarized_streams():
 SUMMARIZED = list(_summarized_streams())
 
 
+@pytest.mark.parametrize("policy", ["exact", "trt"])
 @pytest.mark.parametrize("name, batches", SUMMARIZED, ids=[n for n, _ in SUMMARIZED])
-def test_summary_folded_into_the_fill_changes_nothing(name, batches, monkeypatch):
+def test_summary_folded_into_the_fill_changes_nothing(name, batches, policy, monkeypatch):
     import trtcalib.stats.histogram as histogram
 
     calls = []
-    real = histogram.fill_minmax_summarized
-    monkeypatch.setattr(histogram, "fill_minmax_summarized", lambda *a: calls.append(1) or real(*a))
-    fused = TensorCollector("t", num_bins=N)
+    for kernel in ("fill_minmax_summarized", "fill_counts_summarized"):
+        real = getattr(histogram, kernel)
+        monkeypatch.setattr(histogram, kernel, lambda *a, real=real: calls.append(1) or real(*a))
+    fused = TensorCollector("t", num_bins=N, histogram=policy)
     for b in batches:
         fused.collect(b)
-    monkeypatch.setattr(histogram, "fill_minmax_summarized", lambda *a: None)
-    plain = TensorCollector("t", num_bins=N)
+    for kernel in ("fill_minmax_summarized", "fill_counts_summarized"):
+        monkeypatch.setattr(histogram, kernel, lambda *a: None)
+    plain = TensorCollector("t", num_bins=N, histogram=policy)
     for b in batches:
         plain.collect(b)
     got, want = fused.result(), plain.result()
     assert got.counts.tobytes() == want.counts.tobytes()
     assert (got.range_max, got.amax, got.count) == (want.range_max, want.amax, want.count)
     assert (got.nan_count, got.inf_count) == (want.nan_count, want.inf_count)
+    assert got.growth_events == want.growth_events
     assert (got.min, got.max) == (want.min, want.max)  # 0.0 == -0.0: a zero's sign is free
     assert calls  # every batch after the first tried the one-read path

@@ -164,6 +164,58 @@ def _build_numba():
             counts[b] += np.float64(np.int64(s0[b]) + s1[b] + s2[b] + s3[b])
 
     @numba.njit(cache=True, nogil=True)
+    def fill_summary(flat, scale, n):
+        # `fill` for a float32 batch assumed finite and inside the range, counting into a new
+        # array (the caller adds it only once the returned magnitude proves the assumption)
+        # and returning the summary's magnitude and min / max keys from the index loop.
+        last = np.float64(n - 1)
+        ibits = flat.view(np.int32)
+        low7 = np.int32(0x7FFFFFFF)
+        chunk = 4096
+        idx = np.empty(chunk, np.uint32)
+        s0 = np.zeros(n + 1, np.int32)
+        s1 = np.zeros(n + 1, np.int32)
+        s2 = np.zeros(n + 1, np.int32)
+        s3 = np.zeros(n + 1, np.int32)
+        dummy = np.uint32(n)
+        top = np.uint32(0)
+        kmin = np.int32(0x7FFFFFFF)
+        kmax = np.int32(-0x80000000)
+        m = flat.shape[0]
+        for start in range(0, m, chunk):
+            size = min(chunk, m - start)
+            blk = flat[start : start + size]
+            ib = ibits[start : start + size]
+            t = np.uint32(0)
+            lo = np.int32(0x7FFFFFFF)
+            hi = np.int32(-0x80000000)
+            for i in range(size):
+                a = abs(np.float64(blk[i]))
+                idx[i] = np.uint32(min(a * scale, last)) if a == a else dummy
+                b = ib[i]
+                t = max(t, np.uint32(b & low7))
+                key = np.int32(b ^ ((b >> 31) & low7))
+                lo = min(lo, key)
+                hi = max(hi, key)
+            top = max(top, t)
+            kmin = min(kmin, lo)
+            kmax = max(kmax, hi)
+            j = 0
+            while j + 4 <= size:
+                s0[idx[j]] += 1
+                s1[idx[j + 1]] += 1
+                s2[idx[j + 2]] += 1
+                s3[idx[j + 3]] += 1
+                j += 4
+            while j < size:
+                s0[idx[j]] += 1
+                j += 1
+        counts = np.empty(n)
+        for b in range(n):
+            counts[b] = np.float64(np.int64(s0[b]) + s1[b] + s2[b] + s3[b])
+        return counts, top, kmin, kmax
+
+    @numba.njit(cache=True, nogil=True)
     def fill_minmax(flat, counts, lo, hi, scale, check, relu):
         # The general case (float64 arithmetic, any float dtype and scale): indices per chunk,
         # then one pass updating the count, smallest and largest |x| of each bin.
@@ -416,6 +468,7 @@ def _build_numba():
         summary_f32,
         merge_table,
         fill_table_summary,
+        fill_summary,
     )
 
 
@@ -425,7 +478,7 @@ _numba_tried = False
 
 def numba_kernels():
     """Compiled kernels (summary, fill, kl_sweep, fill_minmax, qdq_errors, fill_table_f32,
-    summary_f32, merge_table, fill_table_summary), or None without numba."""
+    summary_f32, merge_table, fill_table_summary, fill_summary), or None without numba."""
     global _numba_kernels, _numba_tried
     if not _numba_tried:
         _numba_tried = True
@@ -586,6 +639,35 @@ def _fill_minmax_table(kernels, flat, counts, lo, hi, scale, all_finite, relu=Fa
         hi[0] = max(hi[0], 0.0)
 
 
+def _summary_of(size: int, top, kmin, kmax) -> BatchSummary:
+    """The BatchSummary of a finite float32 batch from the kernels' magnitude and keys."""
+    absmax = float(np.array(top, dtype=np.uint32).view(np.float32))
+    return BatchSummary(0, 0, size, _key_to_float32(int(kmin)), _key_to_float32(int(kmax)), absmax)
+
+
+def _foldable(flat: np.ndarray) -> bool:
+    return flat.dtype == np.float32 and flat.ndim == 1 and flat.flags.c_contiguous
+
+
+def fill_counts_summarized(
+    flat: np.ndarray, counts: np.ndarray, scale: float, range_max: float
+) -> BatchSummary | None:
+    """`fill_counts` and `batch_summary` of a float32 batch in one pass over the data, for a
+    batch that is finite with max |x| <= `range_max` (it cannot grow a `trt` range). None, with
+    nothing added, otherwise or without the compiled kernels."""
+    kernels = numba_kernels()
+    if kernels is None or not _foldable(flat) or not 0 < flat.shape[0] < _SLICE:
+        return None
+    add, top, kmin, kmax = kernels[9](flat, float(scale), counts.shape[0])
+    if int(top) >= 0x7F800000:  # NaN or inf
+        return None
+    s = _summary_of(flat.shape[0], top, kmin, kmax)
+    if s.absmax > range_max:
+        return None
+    counts += add
+    return s
+
+
 def fill_minmax_summarized(
     flat: np.ndarray,
     counts: np.ndarray,
@@ -603,9 +685,7 @@ def fill_minmax_summarized(
     n = counts.shape[0]
     if (
         kernels is None
-        or flat.dtype != np.float32
-        or flat.ndim != 1
-        or not flat.flags.c_contiguous
+        or not _foldable(flat)
         or n > 1 << 24
         or not _TABLE_MIN_ELEMENTS_PER_BIN * n <= flat.shape[0] < _SLICE
         or not _is_float32_power_of_two(scale)
@@ -624,10 +704,7 @@ def fill_minmax_summarized(
         counts[0] += zeros
         lo[0] = min(lo[0], 0.0)
         hi[0] = max(hi[0], 0.0)
-    absmax = float(np.array(top, dtype=np.uint32).view(np.float32))
-    return BatchSummary(
-        0, 0, flat.shape[0], _key_to_float32(int(kmin)), _key_to_float32(int(kmax)), absmax
-    )
+    return _summary_of(flat.shape[0], top, kmin, kmax)
 
 
 def qdq_errors_numba(

@@ -145,7 +145,7 @@ class TensorCollector:
         if not flat.flags.c_contiguous:
             flat = np.ascontiguousarray(flat)
         fused = None
-        if summary is None and not relu and isinstance(self._hist, ExactHistogram):
+        if summary is None and not relu:
             fused = self._hist.add_summarized(flat)  # summary and fill in one read of the data
         s = summary or fused or batch_summary(flat)  # a BatchSummary (a tuple) is never falsy
         seen = s

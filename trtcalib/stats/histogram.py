@@ -54,6 +54,7 @@ from trtcalib.stats._kernels import (
     BatchSummary,
     fill_counts,
     fill_counts_minmax,
+    fill_counts_summarized,
     fill_minmax_summarized,
 )
 
@@ -116,6 +117,16 @@ class TrtHistogram:
             all_finite=finite_count == flat.shape[0],
             relu=relu,
         )
+
+    def add_summarized(self, flat: np.ndarray) -> BatchSummary | None:
+        """Add a batch and return its `batch_summary`, reading the data once, when it cannot
+        grow the range (finite, max |x| <= range; float32). None, with nothing added,
+        otherwise (and for the first batch, which sets the range): summarise it and call `add`.
+        """
+        if self.range_max == 0.0:
+            return None
+        scale = bin_scale(self.num_bins, self.range_max)
+        return fill_counts_summarized(flat, self.counts, scale, self.range_max)
 
     def _grow(self, new_max: float) -> None:
         n = self.num_bins
