@@ -164,10 +164,11 @@ def _build_numba():
             counts[b] += np.float64(np.int64(s0[b]) + s1[b] + s2[b] + s3[b])
 
     @numba.njit(cache=True, nogil=True)
-    def fill_summary(flat, scale, n):
+    def fill_summary(flat, scale, n, limit):
         # `fill` for a float32 batch assumed finite and inside the range, counting into a new
         # array (the caller adds it only once the returned magnitude proves the assumption)
-        # and returning the summary's magnitude and min / max keys from the index loop.
+        # and returning the summary's magnitude and min / max keys from the index loop; a
+        # chunk with magnitude bits above `limit` ends the call (see fill_table_summary).
         last = np.float64(n - 1)
         ibits = flat.view(np.int32)
         low7 = np.int32(0x7FFFFFFF)
@@ -198,6 +199,8 @@ def _build_numba():
                 lo = min(lo, key)
                 hi = max(hi, key)
             top = max(top, t)
+            if top > limit:
+                return s0.astype(np.float64)[:n], top, kmin, kmax
             kmin = min(kmin, lo)
             kmax = max(kmax, hi)
             j = 0
@@ -285,12 +288,14 @@ def _build_numba():
         return zeros
 
     @numba.njit(cache=True, nogil=True)
-    def fill_table_summary(flat, table, scale):
+    def fill_table_summary(flat, table, scale, limit):
         # `fill_table_f32` (all-finite path) that also returns what the batch summary would
         # have found -- the largest magnitude bits and the order-preserving min / max keys --
         # from its vectorised index loop, so the data is not read a second time for min/max.
-        # Optimistic: it assumes finite data below the current range; the caller checks the
-        # returned magnitude and, when that fails, discards the table and takes the long way.
+        # Optimistic: it assumes finite data whose magnitude bits are <= `limit` (inside the
+        # current range); a chunk beyond that (or NaN / inf, whose bits are above any finite
+        # limit) ends the call at once, and the caller discards the table and takes the long
+        # way: a batch that grows the range costs one chunk more, not a whole pass.
         n = table.shape[0] // 4 - 8
         s32 = np.float32(scale)
         last = np.float32(n - 1)
@@ -325,6 +330,8 @@ def _build_numba():
                 lo = min(lo, key)
                 hi = max(hi, key)
             top = max(top, t)
+            if top > limit:
+                return zeros, top, kmin, kmax
             kmin = min(kmin, lo)
             kmax = max(kmax, hi)
             for i in range(size):
@@ -645,6 +652,15 @@ def _summary_of(size: int, top, kmin, kmax) -> BatchSummary:
     return BatchSummary(0, 0, size, _key_to_float32(int(kmin)), _key_to_float32(int(kmax)), absmax)
 
 
+def _float32_bits_at_most(value: float) -> int:
+    """Bits of the largest finite float32 <= value (value >= 0): a float32 magnitude is <= value
+    exactly when its bits are <= these."""
+    f = np.float32(min(value, float(np.finfo(np.float32).max)))
+    if float(f) > value:  # rounded up: step down one
+        f = np.nextafter(f, np.float32(0))
+    return int(np.array(f).view(np.uint32))
+
+
 def _foldable(flat: np.ndarray) -> bool:
     return flat.dtype == np.float32 and flat.ndim == 1 and flat.flags.c_contiguous
 
@@ -658,14 +674,12 @@ def fill_counts_summarized(
     kernels = numba_kernels()
     if kernels is None or not _foldable(flat) or not 0 < flat.shape[0] < _SLICE:
         return None
-    add, top, kmin, kmax = kernels[9](flat, float(scale), counts.shape[0])
-    if int(top) >= 0x7F800000:  # NaN or inf
-        return None
-    s = _summary_of(flat.shape[0], top, kmin, kmax)
-    if s.absmax > range_max:
+    limit = _float32_bits_at_most(range_max)  # magnitudes above it would grow the range
+    add, top, kmin, kmax = kernels[9](flat, float(scale), counts.shape[0], np.uint32(limit))
+    if int(top) > limit:  # beyond the range, NaN or inf
         return None
     counts += add
-    return s
+    return _summary_of(flat.shape[0], top, kmin, kmax)
 
 
 def fill_minmax_summarized(
@@ -691,12 +705,13 @@ def fill_minmax_summarized(
         or not _is_float32_power_of_two(scale)
     ):
         return None
+    # |x| < range_max (a power of two): bits strictly below its float32 bits
     with np.errstate(over="ignore"):  # a range beyond float32: inf bits, above every finite
-        bound = int(np.array(range_max, dtype=np.float32).view(np.uint32))
+        limit = int(np.array(range_max, dtype=np.float32).view(np.uint32)) - 1
     table = _clean_table(4 * (n + 8))[: 4 * (n + 8)]
     _local.dirty = True  # until merged and reset; left dirty (cleared on next use) if refused
-    zeros, top, kmin, kmax = kernels[8](flat, table, float(scale))
-    if int(top) >= bound:
+    zeros, top, kmin, kmax = kernels[8](flat, table, float(scale), np.uint32(limit))
+    if int(top) > limit:
         return None
     kernels[7](table, n, counts, lo, hi)
     _local.dirty = False
