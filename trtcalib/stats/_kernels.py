@@ -289,14 +289,14 @@ def _build_numba():
         return zeros
 
     @numba.njit(cache=True, nogil=True)
-    def fill_table_summary(flat, table, scale, limit):
-        # `fill_table_f32` (all-finite path) that also returns what the batch summary would
-        # have found -- the largest magnitude bits and the order-preserving min / max keys --
-        # from its vectorised index loop, so the data is not read a second time for min/max.
-        # Optimistic: it assumes finite data whose magnitude bits are <= `limit` (inside the
-        # current range); a chunk beyond that (or NaN / inf, whose bits are above any finite
-        # limit) ends the call at once, and the caller discards the table and takes the long
-        # way: a batch that grows the range costs one chunk more, not a whole pass.
+    def fill_table_summary(flat, begin, table, scale, limit):
+        # `fill_table_f32` (all-finite path) from flat[begin:] that also returns what the batch
+        # summary would have found -- zeros, the order-preserving min / max keys -- from its
+        # vectorised index loop, so the data is not read a second time for min/max. A chunk
+        # whose magnitude bits exceed `limit` (beyond the current range, or NaN / inf, whose
+        # bits are above any finite limit) is not binned: the call returns its position and
+        # magnitude, everything before it being in the table, so the caller can re-anchor (the
+        # exact policy's state does not depend on how a batch is split) and go on from there.
         n = table.shape[0] // 4 - 8
         s32 = np.float32(scale)
         last = np.float32(n - 1)
@@ -306,22 +306,22 @@ def _build_numba():
         chunk = 4096
         idx = np.empty(chunk, np.uint32)
         zeros = 0
-        top = np.uint32(0)
         kmin = np.int32(0x7FFFFFFF)
         kmax = np.int32(-0x80000000)
         m = flat.shape[0]
-        for start in range(0, m, chunk):
+        for start in range(begin, m, chunk):
             size = min(chunk, m - start)
             blk = flat[start : start + size]
             ib = ibits[start : start + size]
             t = np.uint32(0)
             lo = np.int32(0x7FFFFFFF)
             hi = np.int32(-0x80000000)
+            zc = 0
             for i in range(size):
                 a = abs(blk[i])
                 z = a == np.float32(0.0)
-                zeros += z
-                # NaN to a dummy row too (it has no index; the caller refuses the batch anyway)
+                zc += z
+                # NaN to a dummy row too (it has no index; such a chunk is never binned)
                 skip = z or a != a
                 k = np.uint32(n + (i & 7)) if skip else np.uint32(min(a * s32, last))
                 idx[i] = np.uint32(4) * k
@@ -330,13 +330,13 @@ def _build_numba():
                 key = np.int32(b ^ ((b >> 31) & low7))
                 lo = min(lo, key)
                 hi = max(hi, key)
-            top = max(top, t)
-            if top > limit:
-                return zeros, top, kmin, kmax
+            if t > limit:
+                return start, zeros, t, kmin, kmax
+            zeros += zc
             kmin = min(kmin, lo)
             kmax = max(kmax, hi)
             _scatter_rows(idx, bits, start, size, table)
-        return zeros, top, kmin, kmax
+        return m, zeros, np.uint32(0), kmin, kmax
 
     @numba.njit(cache=True, nogil=True)
     def merge_table(table, n, counts, lo, hi):
@@ -676,44 +676,54 @@ def fill_counts_summarized(
     return _summary_of(flat.shape[0], top, kmin, kmax)
 
 
-def fill_minmax_summarized(
-    flat: np.ndarray,
-    counts: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    scale: float,
-    range_max: float,
-) -> BatchSummary | None:
-    """`fill_counts_minmax` and `batch_summary` of a float32 batch in one pass over the data,
-    for a batch that is finite and below `range_max`. Returns None, with nothing added, when
-    the batch is not (NaN, inf or a value >= range_max) or the float32 table kernel does not
-    apply; the caller then summarises and fills the usual way.
-    """
+def new_table(num_fine_bins: int) -> np.ndarray:
+    """An empty uint32 table of rows (count, lo bits, hi bits, pad) for `fill_table_run`:
+    `num_fine_bins` rows and the 8 dummy rows of the table kernels."""
+    table = np.zeros(4 * (num_fine_bins + 8), np.uint32)
+    table[1::4] = 0xFFFFFFFF
+    return table
+
+
+def table_applies(flat: np.ndarray, scale: float) -> bool:
+    """Whether `fill_table_run` may take this batch: compiled kernels, a contiguous float32
+    array and a power-of-two scale that is a normal float32 (bins then exact in float32)."""
+    return numba_kernels() is not None and _foldable(flat) and _is_float32_power_of_two(scale)
+
+
+class TableRun(NamedTuple):
+    """What `fill_table_run` binned: flat[begin:stop], all finite; `top` the magnitude of the
+    chunk at `stop` when stop < len(flat) (beyond the range, or NaN / inf)."""
+
+    stop: int
+    zeros: int
+    min: float  # smallest value binned (+inf if nothing was)
+    max: float  # largest value binned (-inf if nothing was)
+    top: float
+
+
+def fill_table_run(
+    flat: np.ndarray, begin: int, table: np.ndarray, scale: float, range_max: float
+) -> TableRun:
+    """Bin flat[begin:] (|x| < range_max, a power of two) into a persistent `table` and
+    summarise it in the same pass, up to the first chunk that holds a value >= range_max,
+    NaN or inf (see `fill_table_summary`). Zeros go to the dummy rows: the caller adds them."""
     kernels = numba_kernels()
-    n = counts.shape[0]
-    if (
-        kernels is None
-        or not _foldable(flat)
-        or n > 1 << 24
-        or not _TABLE_MIN_ELEMENTS_PER_BIN * n <= flat.shape[0] < _SLICE
-        or not _is_float32_power_of_two(scale)
-    ):
-        return None
-    # |x| < range_max (a power of two): bits strictly below its float32 bits
     with np.errstate(over="ignore"):  # a range beyond float32: inf bits, above every finite
         limit = int(np.array(range_max, dtype=np.float32).view(np.uint32)) - 1
-    table = _clean_table(4 * (n + 8))[: 4 * (n + 8)]
-    _local.dirty = True  # until merged and reset; left dirty (cleared on next use) if refused
-    zeros, top, kmin, kmax = kernels[8](flat, table, float(scale), np.uint32(limit))
-    if int(top) > limit:
-        return None
-    kernels[7](table, n, counts, lo, hi)
-    _local.dirty = False
-    if zeros:
-        counts[0] += zeros
-        lo[0] = min(lo[0], 0.0)
-        hi[0] = max(hi[0], 0.0)
-    return _summary_of(flat.shape[0], top, kmin, kmax)
+    stop, zeros, top, kmin, kmax = kernels[8](flat, begin, table, float(scale), np.uint32(limit))
+    binned = stop > begin
+    return TableRun(
+        int(stop),
+        int(zeros),
+        _key_to_float32(int(kmin)) if binned else math.inf,
+        _key_to_float32(int(kmax)) if binned else -math.inf,
+        float(np.array(top, dtype=np.uint32).view(np.float32)),
+    )
+
+
+def merge_table_into(table: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Add a table's rows into counts/lo/hi and reset the table (see `merge_table`)."""
+    numba_kernels()[7](table, counts.shape[0], counts, lo, hi)
 
 
 def qdq_errors_numba(

@@ -52,16 +52,23 @@ import numpy as np
 
 from trtcalib.stats._kernels import (
     BatchSummary,
+    batch_summary,
     fill_counts,
     fill_counts_minmax,
     fill_counts_summarized,
-    fill_minmax_summarized,
+    fill_table_run,
+    merge_table_into,
+    new_table,
+    table_applies,
 )
 
 # Below this a float64 range makes n / R overflow; only float64 tensors of subnormals get here.
 _MIN_RANGE = 1e-300
 _MIN_EXPONENT = -1000  # lowest anchor 2**e of the exact policy (see ExactHistogram.add)
 _FINE_FACTOR = 16
+# Below this a batch is summarised and filled in place: the table's per-batch cost (a merge
+# pass over the rows touched) is not worth it for a few thousand values.
+_TABLE_MIN_VALUES = 1 << 14
 
 
 def bin_scale(num_bins: int, range_max: float) -> float:
@@ -173,6 +180,12 @@ class ExactHistogram:
         self.exponent: int | None = None  # fine range is [0, 2**exponent)
         self.amax = 0.0
         self.total = 0
+        # Batches summarised inside their fill (`add_summarized`) are binned into a uint32
+        # table of rows (count, lo bits, hi bits) kept across batches -- one cache line per
+        # value, bounds already settled -- and merged into fine/lo/hi before anything reads
+        # them or the range moves (`_flush`). Counts and bounds merge in any order: exact.
+        self._table: np.ndarray | None = None
+        self._table_values = 0  # values binned into the table since the last flush
 
     @classmethod
     def from_fine(
@@ -226,26 +239,63 @@ class ExactHistogram:
         )
 
     def add_summarized(self, flat: np.ndarray) -> BatchSummary | None:
-        """Add a batch and return its `batch_summary`, reading the data once: for a large
-        float32 batch that is finite and inside the current range (the common case once the
-        range is set). None, with nothing added, otherwise: summarise it and call `add`."""
-        if self.exponent is None:
+        """Add a batch and return its `batch_summary`, reading the data once (float32, once
+        the range is set). A chunk beyond the range re-anchors it and binning goes on; NaN or
+        inf send the rest of the batch through `batch_summary` and `add`. None, with nothing
+        added, where the table kernel does not apply: summarise the batch and call `add`."""
+        if self.exponent is None or flat.shape[0] < _TABLE_MIN_VALUES:
             return None
-        s = fill_minmax_summarized(
-            flat,
-            self.fine,
-            self.lo,
-            self.hi,
-            math.ldexp(1.0, self._log2_fine - self.exponent),
-            math.ldexp(1.0, self.exponent),
-        )
-        if s is not None:
-            self.total += s.finite_count
-            self.amax = max(self.amax, s.absmax)
-        return s
+        if not table_applies(flat, math.ldexp(1.0, self._log2_fine - self.exponent)):
+            return None
+        m = flat.shape[0]
+        pos, lo_val, hi_val = 0, math.inf, -math.inf
+        while pos < m:
+            scale = math.ldexp(1.0, self._log2_fine - self.exponent)
+            if not table_applies(flat, scale):
+                break
+            if self._table is None:
+                self._table = new_table(self.fine_bins)
+            if self._table_values + (m - pos) >= 1 << 31:  # uint32 counts: flush in time
+                self._flush()
+            run = fill_table_run(flat, pos, self._table, scale, math.ldexp(1.0, self.exponent))
+            self._table_values += run.stop - pos
+            if run.zeros:
+                self.fine[0] += run.zeros
+                self.lo[0] = min(self.lo[0], 0.0)
+                self.hi[0] = max(self.hi[0], 0.0)
+            lo_val, hi_val = min(lo_val, run.min), max(hi_val, run.max)
+            pos = run.stop
+            if pos == m or not math.isfinite(run.top):
+                break
+            self._flush()  # the table is indexed at the old range: merge it, then re-anchor
+            e = math.frexp(run.top)[1]
+            self._merge(e - self.exponent)
+            self.exponent = e
+        absmax = max(abs(lo_val), abs(hi_val)) if pos else 0.0
+        self.total += pos
+        self.amax = max(self.amax, absmax)
+        if pos == m:
+            return BatchSummary(0, 0, m, lo_val, hi_val, absmax)
+        rest = flat[pos:]  # NaN / inf ahead (or a range the table cannot bin): the long way
+        s = batch_summary(rest)
+        self.add(rest, s.absmax, s.finite_count)
+        if pos:
+            lo_val, hi_val = min(lo_val, s.min), max(hi_val, s.max)
+        else:
+            lo_val, hi_val = s.min, s.max
+        finite = pos + s.finite_count
+        absmax = max(abs(lo_val), abs(hi_val)) if finite else 0.0
+        return BatchSummary(s.nan_count, s.inf_count, finite, lo_val, hi_val, absmax)
+
+    def _flush(self) -> None:
+        """Merge the table into fine/lo/hi (and reset it)."""
+        if self._table is not None and self._table_values:
+            merge_table_into(self._table, self.fine, self.lo, self.hi)
+        self._table_values = 0
 
     def _merge(self, d: int) -> None:
         """Re-anchor at a range 2**d times larger: merge fine bins 2**d : 1 (exact)."""
+        self._flush()
         f = self.fine_bins
         k = min(1 << d, f)
         fine, lo, hi = np.zeros(f), np.full(f, np.inf), np.full(f, -np.inf)
@@ -255,6 +305,7 @@ class ExactHistogram:
         self.fine, self.lo, self.hi = fine, lo, hi
 
     def finalise(self) -> tuple[np.ndarray, float, int]:
+        self._flush()
         n = self.num_bins
         counts = np.zeros(n, dtype=np.float64)
         if self.amax == 0.0 or self.exponent is None:
