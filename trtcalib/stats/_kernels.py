@@ -70,6 +70,9 @@ def _fill_minmax_numpy(
 
 
 def _build_numba():
+    # The kernels never call one another: a kernel that calls another jitted function through
+    # this closure cannot be cached by numba, and would be compiled again in every process
+    # (~1-1.5 s each, measured). Hence the repeated scatter loops.
     import numba
 
     @numba.njit(cache=True, nogil=True)
@@ -120,32 +123,6 @@ def _build_numba():
         return nan_count, inf_count, kmin, kmax, pos_zero, neg_zero
 
     @numba.njit(cache=True, nogil=True)
-    def _scatter_counts(idx, size, s0, s1, s2, s3):
-        # increments spread over four int32 sub-histograms (see `fill`)
-        j = 0
-        while j + 4 <= size:
-            s0[idx[j]] += 1
-            s1[idx[j + 1]] += 1
-            s2[idx[j + 2]] += 1
-            s3[idx[j + 3]] += 1
-            j += 4
-        while j < size:
-            s0[idx[j]] += 1
-            j += 1
-
-    @numba.njit(cache=True, nogil=True)
-    def _scatter_rows(idx, bits, start, size, table):
-        # count, smallest and largest |x| bits of each value's table row (see `fill_table_f32`)
-        for i in range(size):
-            g = bits[start + i] & np.uint32(0x7FFFFFFF)
-            r = idx[i]
-            table[r] += np.uint32(1)
-            if g < table[r + 1]:
-                table[r + 1] = g
-            if g > table[r + 2]:
-                table[r + 2] = g
-
-    @numba.njit(cache=True, nogil=True)
     def fill(flat, counts, scale, check, relu):
         # Two steps per chunk: bin indices (a vectorised loop), then increments spread over four
         # int32 sub-histograms (4 x 8 KiB at 2048 bins: they stay in L1, and repeated hits on one
@@ -175,7 +152,16 @@ def _build_numba():
             else:
                 for i in range(size):
                     idx[i] = np.uint32(min(abs(np.float64(blk[i])) * scale, last))
-            _scatter_counts(idx, size, s0, s1, s2, s3)
+            j = 0
+            while j + 4 <= size:
+                s0[idx[j]] += 1
+                s1[idx[j + 1]] += 1
+                s2[idx[j + 2]] += 1
+                s3[idx[j + 3]] += 1
+                j += 4
+            while j < size:
+                s0[idx[j]] += 1
+                j += 1
         for b in range(n):
             # integer sums below 2**53: exact in float64, so the grouping does not matter
             counts[b] += np.float64(np.int64(s0[b]) + s1[b] + s2[b] + s3[b])
@@ -220,7 +206,16 @@ def _build_numba():
                 return s0.astype(np.float64)[:n], top, kmin, kmax
             kmin = min(kmin, lo)
             kmax = max(kmax, hi)
-            _scatter_counts(idx, size, s0, s1, s2, s3)
+            j = 0
+            while j + 4 <= size:
+                s0[idx[j]] += 1
+                s1[idx[j + 1]] += 1
+                s2[idx[j + 2]] += 1
+                s3[idx[j + 3]] += 1
+                j += 4
+            while j < size:
+                s0[idx[j]] += 1
+                j += 1
         counts = np.empty(n)
         for b in range(n):
             counts[b] = np.float64(np.int64(s0[b]) + s1[b] + s2[b] + s3[b])
@@ -285,7 +280,14 @@ def _build_numba():
                 skip = z or (check and a - a != np.float32(0.0))
                 k = np.uint32(n + (i & 7)) if skip else np.uint32(min(a * s32, last))
                 idx[i] = np.uint32(4) * k
-            _scatter_rows(idx, bits, start, size, table)
+            for i in range(size):
+                g = bits[start + i] & np.uint32(0x7FFFFFFF)
+                r = idx[i]
+                table[r] += np.uint32(1)
+                if g < table[r + 1]:
+                    table[r + 1] = g
+                if g > table[r + 2]:
+                    table[r + 2] = g
         return zeros
 
     @numba.njit(cache=True, nogil=True)
@@ -335,7 +337,14 @@ def _build_numba():
             zeros += zc
             kmin = min(kmin, lo)
             kmax = max(kmax, hi)
-            _scatter_rows(idx, bits, start, size, table)
+            for i in range(size):
+                g = bits[start + i] & np.uint32(0x7FFFFFFF)
+                r = idx[i]
+                table[r] += np.uint32(1)
+                if g < table[r + 1]:
+                    table[r + 1] = g
+                if g > table[r + 2]:
+                    table[r + 2] = g
         return m, zeros, np.uint32(0), kmin, kmax
 
     @numba.njit(cache=True, nogil=True)
