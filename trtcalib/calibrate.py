@@ -186,10 +186,12 @@ def collect_statistics(
     from trtcalib.capture import ActivationCapture
     from trtcalib.data import iter_batches
     from trtcalib.fingerprint import DataFingerprint
+    from trtcalib.stats._kernels import warm_up_in_background
 
     model = _as_model(model)
     params = settings.check()
     check_fixed_batch(model, settings, getattr(source, "num_samples", None))
+    warm_up_in_background()  # numba's start-up overlaps with onnxruntime's
     capture = ActivationCapture(model, settings.tensors, derive=derive)
     tensor_settings = resolve_tensor_settings(capture.tensor_names, settings, params)
     skipped = [name for name, ts in tensor_settings.items() if ts.skip]
