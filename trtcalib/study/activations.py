@@ -40,8 +40,10 @@ def capture_activations(
     from trtcalib.capture import ActivationCapture
     from trtcalib.console import make_progress
     from trtcalib.data import iter_batches
+    from trtcalib.stats._kernels import warm_up_in_background
 
     batch_size, last = capture_batch_size(model)
+    warm_up_in_background()  # numba's start-up overlaps with the inference pass
     capture = ActivationCapture(model, tensors)
     total = getattr(source, "num_samples", None)
     writer = StoreWriter(total, memory_limit=memory_limit, force_memmap=force_memmap)
