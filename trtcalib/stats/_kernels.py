@@ -765,6 +765,14 @@ def fill_table_run(
     )
 
 
+def fill_table_into(
+    flat: np.ndarray, table: np.ndarray, scale: float, *, all_finite: bool, relu: bool = False
+) -> int:
+    """`fill_table_f32` of a whole batch into a persistent `table` (see `table_applies`);
+    returns the zeros, which the caller adds to bin 0 (they went to the dummy rows)."""
+    return int(numba_kernels()[5](flat, table, float(scale), not all_finite, relu))
+
+
 def merge_table_into(table: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray):
     """Add a table's rows into counts/lo/hi and reset the table (see `merge_table`)."""
     numba_kernels()[7](table, counts.shape[0], counts, lo, hi)

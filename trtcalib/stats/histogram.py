@@ -56,6 +56,7 @@ from trtcalib.stats._kernels import (
     fill_counts,
     fill_counts_minmax,
     fill_counts_summarized,
+    fill_table_into,
     fill_table_run,
     merge_table_into,
     new_table,
@@ -228,14 +229,17 @@ class ExactHistogram:
             self._merge(e - self.exponent)
             self.exponent = e
         # scale = F * 2**-e, a power of two: |x| * scale is exact in float64
+        scale = math.ldexp(1.0, self._log2_fine - self.exponent)
+        all_finite = finite_count == flat.shape[0]
+        if flat.shape[0] >= _TABLE_MIN_VALUES and table_applies(flat, scale):
+            zeros = fill_table_into(
+                flat, self._rows_table(flat.shape[0]), scale, all_finite=all_finite, relu=relu
+            )
+            self._table_values += flat.shape[0]
+            self._add_zeros(zeros)
+            return
         fill_counts_minmax(
-            flat,
-            self.fine,
-            self.lo,
-            self.hi,
-            math.ldexp(1.0, self._log2_fine - self.exponent),
-            all_finite=finite_count == flat.shape[0],
-            relu=relu,
+            flat, self.fine, self.lo, self.hi, scale, all_finite=all_finite, relu=relu
         )
 
     def add_summarized(self, flat: np.ndarray) -> BatchSummary | None:
@@ -253,16 +257,10 @@ class ExactHistogram:
             scale = math.ldexp(1.0, self._log2_fine - self.exponent)
             if not table_applies(flat, scale):
                 break
-            if self._table is None:
-                self._table = new_table(self.fine_bins)
-            if self._table_values + (m - pos) >= 1 << 31:  # uint32 counts: flush in time
-                self._flush()
-            run = fill_table_run(flat, pos, self._table, scale, math.ldexp(1.0, self.exponent))
+            table = self._rows_table(m - pos)
+            run = fill_table_run(flat, pos, table, scale, math.ldexp(1.0, self.exponent))
             self._table_values += run.stop - pos
-            if run.zeros:
-                self.fine[0] += run.zeros
-                self.lo[0] = min(self.lo[0], 0.0)
-                self.hi[0] = max(self.hi[0], 0.0)
+            self._add_zeros(run.zeros)
             lo_val, hi_val = min(lo_val, run.min), max(hi_val, run.max)
             pos = run.stop
             if pos == m or not math.isfinite(run.top):
@@ -286,6 +284,22 @@ class ExactHistogram:
         finite = pos + s.finite_count
         absmax = max(abs(lo_val), abs(hi_val)) if finite else 0.0
         return BatchSummary(s.nan_count, s.inf_count, finite, lo_val, hi_val, absmax)
+
+    def _rows_table(self, incoming: int) -> np.ndarray:
+        """The persistent table, flushed first if `incoming` more values could overflow its
+        uint32 counts."""
+        if self._table is None:
+            self._table = new_table(self.fine_bins)
+        if self._table_values + incoming >= 1 << 31:
+            self._flush()
+        return self._table
+
+    def _add_zeros(self, zeros: int) -> None:
+        """Zeros skipped by the table kernels (dummy rows): bin 0, bounds 0."""
+        if zeros:
+            self.fine[0] += zeros
+            self.lo[0] = min(self.lo[0], 0.0)
+            self.hi[0] = max(self.hi[0], 0.0)
 
     def _flush(self) -> None:
         """Merge the table into fine/lo/hi (and reset it)."""
