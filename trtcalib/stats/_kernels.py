@@ -624,8 +624,8 @@ def _clean_table(size: int) -> np.ndarray:
     """
     buf = getattr(_local, "table", None)
     if buf is None or buf.shape[0] < size or getattr(_local, "dirty", False):
-        buf = np.zeros(max(size, 0 if buf is None else buf.shape[0]), np.uint32)
-        buf[1::4] = 0xFFFFFFFF
+        rows = max(size, 0 if buf is None else buf.shape[0]) // 4
+        buf = new_table(rows - 8)
         _local.table, _local.dirty = buf, False
     return buf
 
@@ -656,28 +656,30 @@ def fill_counts_minmax(
         return
     n = counts.shape[0]
     table = (
-        flat.dtype == np.float32
-        and flat.ndim == 1
-        and flat.flags.c_contiguous
-        and n <= 1 << 24  # n - 1 exact in float32
+        n <= 1 << 24  # n - 1 exact in float32
         and flat.shape[0] >= _TABLE_MIN_ELEMENTS_PER_BIN * n
-        and _is_float32_power_of_two(scale)
+        and table_applies(flat, scale)
     )
     for part in _slices(flat):
         if table:
-            _fill_minmax_table(kernels, part, counts, lo, hi, scale, all_finite, relu)
+            _fill_minmax_table(part, counts, lo, hi, scale, all_finite, relu)
         else:
             kernels[3](part, counts, lo, hi, float(scale), not all_finite, relu)
 
 
-def _fill_minmax_table(kernels, flat, counts, lo, hi, scale, all_finite, relu=False) -> None:
+def _fill_minmax_table(flat, counts, lo, hi, scale, all_finite, relu=False) -> None:
     """Run the float32 table kernel, then merge its table into counts/lo/hi (exact)."""
     n = counts.shape[0]
     table = _clean_table(4 * (n + 8))[: 4 * (n + 8)]  # the kernel reads n off its size
     _local.dirty = True  # until merged and reset
-    zeros = kernels[5](flat, table, float(scale), not all_finite, relu)
-    kernels[7](table, n, counts, lo, hi)
+    zeros = fill_table_into(flat, table, scale, all_finite=all_finite, relu=relu)
+    merge_table_into(table, counts, lo, hi)
     _local.dirty = False
+    add_zeros(counts, lo, hi, zeros)
+
+
+def add_zeros(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, zeros: int) -> None:
+    """The zeros a table kernel sent to its dummy rows: bin 0, whose bounds then include 0."""
     if zeros:
         counts[0] += zeros
         lo[0] = min(lo[0], 0.0)

@@ -52,6 +52,7 @@ import numpy as np
 
 from trtcalib.stats._kernels import (
     BatchSummary,
+    add_zeros,
     batch_summary,
     fill_counts,
     fill_counts_minmax,
@@ -236,7 +237,7 @@ class ExactHistogram:
                 flat, self._rows_table(flat.shape[0]), scale, all_finite=all_finite, relu=relu
             )
             self._table_values += flat.shape[0]
-            self._add_zeros(zeros)
+            add_zeros(self.fine, self.lo, self.hi, zeros)
             return
         fill_counts_minmax(
             flat, self.fine, self.lo, self.hi, scale, all_finite=all_finite, relu=relu
@@ -260,13 +261,12 @@ class ExactHistogram:
             table = self._rows_table(m - pos)
             run = fill_table_run(flat, pos, table, scale, math.ldexp(1.0, self.exponent))
             self._table_values += run.stop - pos
-            self._add_zeros(run.zeros)
+            add_zeros(self.fine, self.lo, self.hi, run.zeros)
             lo_val, hi_val = min(lo_val, run.min), max(hi_val, run.max)
             pos = run.stop
             if pos == m or not math.isfinite(run.top):
                 break
-            self._flush()  # the table is indexed at the old range: merge it, then re-anchor
-            e = math.frexp(run.top)[1]
+            e = math.frexp(run.top)[1]  # _merge flushes the table (indexed at the old range)
             self._merge(e - self.exponent)
             self.exponent = e
         absmax = max(abs(lo_val), abs(hi_val)) if pos else 0.0
@@ -277,10 +277,7 @@ class ExactHistogram:
         rest = flat[pos:]  # NaN / inf ahead (or a range the table cannot bin): the long way
         s = batch_summary(rest)
         self.add(rest, s.absmax, s.finite_count)
-        if pos:
-            lo_val, hi_val = min(lo_val, s.min), max(hi_val, s.max)
-        else:
-            lo_val, hi_val = s.min, s.max
+        lo_val, hi_val = min(lo_val, s.min), max(hi_val, s.max)
         finite = pos + s.finite_count
         absmax = max(abs(lo_val), abs(hi_val)) if finite else 0.0
         return BatchSummary(s.nan_count, s.inf_count, finite, lo_val, hi_val, absmax)
@@ -293,13 +290,6 @@ class ExactHistogram:
         if self._table_values + incoming >= 1 << 31:
             self._flush()
         return self._table
-
-    def _add_zeros(self, zeros: int) -> None:
-        """Zeros skipped by the table kernels (dummy rows): bin 0, bounds 0."""
-        if zeros:
-            self.fine[0] += zeros
-            self.lo[0] = min(self.lo[0], 0.0)
-            self.hi[0] = max(self.hi[0], 0.0)
 
     def _flush(self) -> None:
         """Merge the table into fine/lo/hi (and reset it)."""
