@@ -434,3 +434,21 @@ def test_alias_of_a_skipped_tensor_still_gets_its_statistics(tmp_path):
     assert got.name == "flat"
     assert got.counts.tobytes() == want.counts.tobytes()
     assert (got.amax, got.min, got.max, got.count) == (want.amax, want.min, want.max, want.count)
+
+
+def test_read_ahead_keeps_order_prepares_each_item_once_and_reraises_where_it_failed():
+    from trtcalib.calibrate import _read_ahead
+
+    prepared = []
+
+    def items():
+        yield from range(5)
+        raise DataError("batch 5: bad shape")
+
+    got = []
+    with pytest.raises(DataError, match="batch 5"):
+        for item in _read_ahead(items(), prepared.append):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+    assert prepared == [0, 1, 2, 3, 4]
+    assert list(_read_ahead([], prepared.append)) == []

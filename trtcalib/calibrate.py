@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
@@ -201,13 +201,24 @@ def collect_statistics(
     kept = [name for name, ts in tensor_settings.items() if not ts.skip]
     # an alias copies the statistics of its root, collected even where the root is skipped
     needed = {capture.aliases.get(name, name) for name in kept}
+    # exact policy: a Relu derived from a collected input reads that input's signed histogram
+    # (one pass over the data for both; `stats.signed`)
+    views = {}
+    if settings.histogram == "exact":
+        views = {o: i for o, i in capture.derived.items() if o in needed and i in needed}
     collectors = {
         name: TensorCollector(
-            name, num_bins=settings.num_bins, histogram=settings.histogram, growth=settings.growth
+            name,
+            num_bins=settings.num_bins,
+            histogram=settings.histogram,
+            growth=settings.growth,
+            signed=name in views.values(),
         )
         for name in capture.tensor_names
         if name in needed
     }
+    for relu, relu_input in views.items():
+        collectors[relu] = collectors[relu_input].relu_collector(relu)
     fingerprint = DataFingerprint()
     total = getattr(source, "num_samples", None)
     if total is not None and settings.last_batch == "drop":
@@ -228,8 +239,12 @@ def collect_statistics(
         bar.start()
         task = bar.add_task("calibrating", total=total)
     try:
-        for batch in iter_batches(source, settings.batch_size, last=settings.last_batch):
+        batches = iter_batches(source, settings.batch_size, last=settings.last_batch)
+
+        def hash_batch(batch: Any) -> None:
             fingerprint.update(batch.arrays, num_real=batch.num_real)
+
+        for batch in _read_ahead(batches, hash_batch):
             activations = capture.run(batch.arrays)
             _wait(pending)  # the previous batch (overlap only): at most two batches in memory
             pending = _submit(collectors, activations, pool, capture.derived)
@@ -317,6 +332,28 @@ def _submit(
     # the most work first, so the threads finish at about the same time
     order = sorted(tasks, key=lambda n: activations[n].size * len(tasks[n]), reverse=True)
     return [pool.submit(run, source) for source in order]
+
+
+_END = object()
+
+
+def _read_ahead(items: Iterable[Any], prepare: Callable[[Any], None]) -> Iterator[Any]:
+    """The items of `items`, each read and `prepare`d in a thread while the caller still works
+    on the one before (onnxruntime releases the GIL, and reading a batch and hashing it for the
+    fingerprint then overlap with its idle moments). Errors surface at the item they hit."""
+    it = iter(items)
+
+    def step() -> Any:
+        item = next(it, _END)
+        if item is not _END:
+            prepare(item)
+        return item
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trtcalib-read") as reader:
+        ahead = reader.submit(step)
+        while (item := ahead.result()) is not _END:
+            ahead = reader.submit(step)
+            yield item
 
 
 def _wait(futures: list[Future]) -> None:

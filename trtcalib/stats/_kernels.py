@@ -348,6 +348,72 @@ def _build_numba():
         return m, zeros, np.uint32(0), kmin, kmax
 
     @numba.njit(cache=True, nogil=True)
+    def fill_signed_summary(flat, begin, table, spos, sneg, lpos, lneg):
+        # `fill_table_summary` with the positive and the negative values apart: `table` is two
+        # tables of n + 8 rows, positives then magnitudes of negatives, each half with its own
+        # power-of-two scale and magnitude limit (a chunk beyond either limit stops the call,
+        # as does NaN / inf). One read of a Relu's input then gives the |x| state (both halves)
+        # and the Relu's (the positive half plus the zeros). Returns where it stopped, the
+        # zeros, the positives binned, the chunk's top magnitude per sign and the keys.
+        half = table.shape[0] // 2
+        n = half // 4 - 8
+        sp = np.float32(spos)
+        sn = np.float32(sneg)
+        last = np.float32(n - 1)
+        bits = flat.view(np.uint32)
+        ibits = flat.view(np.int32)
+        low7 = np.int32(0x7FFFFFFF)
+        chunk = 4096
+        idx = np.empty(chunk, np.uint32)
+        zeros = 0
+        positives = 0
+        kmin = np.int32(0x7FFFFFFF)
+        kmax = np.int32(-0x80000000)
+        m = flat.shape[0]
+        for start in range(begin, m, chunk):
+            size = min(chunk, m - start)
+            blk = flat[start : start + size]
+            ib = ibits[start : start + size]
+            tp = np.uint32(0)
+            tn = np.uint32(0)
+            lo = np.int32(0x7FFFFFFF)
+            hi = np.int32(-0x80000000)
+            zc = 0
+            pc = 0
+            for i in range(size):
+                b = ib[i]
+                neg = b < 0
+                a = abs(blk[i])
+                z = a == np.float32(0.0)
+                zc += z
+                skip = z or a != a
+                scale = sn if neg else sp
+                k = np.uint32(n + (i & 7)) if skip else np.uint32(min(a * scale, last))
+                idx[i] = np.uint32(4) * k + (np.uint32(half) if neg else np.uint32(0))
+                g = np.uint32(b & low7)
+                tp = max(tp, np.uint32(0) if neg else g)
+                tn = max(tn, g if neg else np.uint32(0))
+                pc += not (neg or z)
+                key = np.int32(b ^ ((b >> 31) & low7))
+                lo = min(lo, key)
+                hi = max(hi, key)
+            if tp > lpos or tn > lneg:
+                return start, zeros, positives, tp, tn, kmin, kmax
+            zeros += zc
+            positives += pc
+            kmin = min(kmin, lo)
+            kmax = max(kmax, hi)
+            for i in range(size):
+                g = bits[start + i] & np.uint32(0x7FFFFFFF)
+                r = idx[i]
+                table[r] += np.uint32(1)
+                if g < table[r + 1]:
+                    table[r + 1] = g
+                if g > table[r + 2]:
+                    table[r + 2] = g
+        return m, zeros, positives, np.uint32(0), np.uint32(0), kmin, kmax
+
+    @numba.njit(cache=True, nogil=True)
     def merge_table(table, n, counts, lo, hi):
         # Add the rows of `fill_table_f32` into counts/lo/hi, then reset the rows it touched
         # (the dummies too) to (0, ~0, 0, 0), so the next call need not clear the whole table.
@@ -479,6 +545,7 @@ def _build_numba():
         merge_table,
         fill_table_summary,
         fill_summary,
+        fill_signed_summary,
     )
 
 
@@ -488,7 +555,8 @@ _numba_tried = False
 
 def numba_kernels():
     """Compiled kernels (summary, fill, kl_sweep, fill_minmax, qdq_errors, fill_table_f32,
-    summary_f32, merge_table, fill_table_summary, fill_summary), or None without numba."""
+    summary_f32, merge_table, fill_table_summary, fill_summary, fill_signed_summary), or None
+    without numba."""
     global _numba_kernels, _numba_tried
     if not _numba_tried:
         _numba_tried = True
@@ -529,6 +597,10 @@ def warm_up_in_background() -> threading.Thread | None:
         kernels[8](x, 0, table, scale, np.uint32(0x3F800000))
         kernels[7](table, n, counts, lo, hi)
         kernels[9](x, scale, n, np.uint32(0x3F800000))
+        signed = np.concatenate([table, table])
+        kernels[10](x, 0, signed, scale, scale, np.uint32(0x3F800000), np.uint32(0x3F800000))
+        kernels[7](signed[: table.shape[0]], n, counts, lo, hi)
+        kernels[7](signed[table.shape[0] :], n, counts, lo, hi)
         kernels[2](np.arange(256, dtype=np.float64), 128, 128)
 
     thread = threading.Thread(target=run, name="trtcalib-kernel-warm-up", daemon=True)
@@ -754,9 +826,8 @@ def fill_table_run(
     summarise it in the same pass, up to the first chunk that holds a value >= range_max,
     NaN or inf (see `fill_table_summary`). Zeros go to the dummy rows: the caller adds them."""
     kernels = numba_kernels()
-    with np.errstate(over="ignore"):  # a range beyond float32: inf bits, above every finite
-        limit = int(np.array(range_max, dtype=np.float32).view(np.uint32)) - 1
-    stop, zeros, top, kmin, kmax = kernels[8](flat, begin, table, float(scale), np.uint32(limit))
+    limit = np.uint32(_limit_bits(range_max))
+    stop, zeros, top, kmin, kmax = kernels[8](flat, begin, table, float(scale), limit)
     binned = stop > begin
     return TableRun(
         int(stop),
@@ -773,6 +844,61 @@ def fill_table_into(
     """`fill_table_f32` of a whole batch into a persistent `table` (see `table_applies`);
     returns the zeros, which the caller adds to bin 0 (they went to the dummy rows)."""
     return int(numba_kernels()[5](flat, table, float(scale), not all_finite, relu))
+
+
+class SignedRun(NamedTuple):
+    """What `fill_signed_run` binned: flat[begin:stop], all finite; `top_pos` / `top_neg` the
+    largest positive / negative magnitude of the chunk at `stop` when stop < len(flat) (one of
+    them beyond its limit, or NaN / inf)."""
+
+    stop: int
+    zeros: int  # +0.0 and -0.0
+    positives: int  # values > 0 binned (into the positive half)
+    min: float  # smallest value binned (+inf if nothing was)
+    max: float  # largest value binned (-inf if nothing was)
+    top_pos: float
+    top_neg: float
+
+
+def signed_table(num_fine_bins: int) -> np.ndarray:
+    """Two `new_table`s end to end (positives, then negatives) for `fill_signed_run`."""
+    return np.concatenate([new_table(num_fine_bins), new_table(num_fine_bins)])
+
+
+def _limit_bits(range_max: float | None) -> int:
+    """Largest magnitude bits binned below range_max (a power of two); 0 bins nothing > 0."""
+    if range_max is None:
+        return 0
+    with np.errstate(over="ignore"):  # a range beyond float32: inf bits, above every finite
+        return int(np.array(range_max, dtype=np.float32).view(np.uint32)) - 1
+
+
+def fill_signed_run(
+    flat: np.ndarray,
+    begin: int,
+    table: np.ndarray,
+    scales: tuple[float, float],
+    ranges: tuple[float | None, float | None],
+) -> SignedRun:
+    """Bin flat[begin:] into a `signed_table`: x > 0 into the first half at scales[0], -x for
+    x < 0 into the second at scales[1], zeros counted apart; up to the first chunk holding a
+    positive >= ranges[0], a negative <= -ranges[1] (a range None takes no value of its sign),
+    NaN or inf (see `fill_signed_summary`). Float32, contiguous, compiled kernels only."""
+    kernels = numba_kernels()
+    lpos, lneg = (np.uint32(_limit_bits(r)) for r in ranges)
+    stop, zeros, positives, tp, tn, kmin, kmax = kernels[10](
+        flat, begin, table, float(scales[0]), float(scales[1]), lpos, lneg
+    )
+    binned = stop > begin
+    as_float = (float(np.array(t, dtype=np.uint32).view(np.float32)) for t in (tp, tn))
+    return SignedRun(
+        int(stop),
+        int(zeros),
+        int(positives),
+        _key_to_float32(int(kmin)) if binned else math.inf,
+        _key_to_float32(int(kmax)) if binned else -math.inf,
+        *as_float,
+    )
 
 
 def merge_table_into(table: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray):

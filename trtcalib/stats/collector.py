@@ -10,6 +10,7 @@ import numpy as np
 from trtcalib.errors import ConfigError, StatsError
 from trtcalib.stats._kernels import BatchSummary, batch_summary
 from trtcalib.stats.histogram import ExactHistogram, TrtHistogram
+from trtcalib.stats.signed import ReluView, SignedExactHistogram
 
 HISTOGRAM_POLICIES = ("exact", "trt")
 GROWTH_RULES = ("pow2", "square")
@@ -71,7 +72,10 @@ class TensorCollector:
         histogram: str = "exact",
         growth: str = "pow2",
         moving_average: float | None = None,
+        signed: bool = False,
     ) -> None:
+        """`signed=True` (exact policy only) keeps the positive and negative values apart, so
+        `relu_collector()` can give the statistics of max(x, 0) from the same single pass."""
         if histogram not in HISTOGRAM_POLICIES:
             raise ConfigError(
                 f"tensor {name!r}: unknown histogram policy {histogram!r} "
@@ -105,11 +109,15 @@ class TensorCollector:
         self.histogram = histogram
         self.growth = growth
         self.moving_average = None if moving_average is None else float(moving_average)
-        self._hist: TrtHistogram | ExactHistogram = (
-            TrtHistogram(self.num_bins, growth)
-            if histogram == "trt"
-            else ExactHistogram(self.num_bins)
-        )
+        if signed and histogram != "exact":
+            raise ConfigError(f"tensor {name!r}: only the exact policy keeps signed histograms")
+        self._hist: TrtHistogram | ExactHistogram | SignedExactHistogram | ReluView
+        if histogram == "trt":
+            self._hist = TrtHistogram(self.num_bins, growth)
+        elif signed:
+            self._hist = SignedExactHistogram(self.num_bins)
+        else:
+            self._hist = ExactHistogram(self.num_bins)
         self._min = math.inf
         self._max = -math.inf
         self._moving_min: float | None = None
@@ -118,6 +126,17 @@ class TensorCollector:
         self._nan = 0
         self._inf = 0
         self._batches = 0
+
+    def relu_collector(self, name: str, *, moving_average: float | None = None) -> TensorCollector:
+        """A collector of max(x, 0) (a Relu output) that bins nothing itself: its histogram is
+        this signed collector's positive half plus the zeros (`stats.signed`), bit-identical to
+        collecting max(x, 0). Feed it each batch right after this collector, as
+        `collect(x, relu=True, summary=<what this collector returned>)`."""
+        if not isinstance(self._hist, SignedExactHistogram):
+            raise StatsError(f"tensor {self.name!r}: a Relu view needs a signed collector")
+        view = TensorCollector(name, num_bins=self.num_bins, moving_average=moving_average)
+        view._hist = ReluView(self._hist)
+        return view
 
     def collect(
         self, x: np.ndarray, *, relu: bool = False, summary: BatchSummary | None = None

@@ -1,0 +1,213 @@
+"""The `exact` histogram of a tensor that feeds a Relu, and the Relu's, from one pass over it.
+
+A ResNet has a Relu after nearly every Conv and Add; calibration derives the Relu output's
+statistics from its input (`TensorCollector.collect(x, relu=True)`), which used to bin the input
+a second time. Here the input's values are binned by sign into two `ExactHistogram`s, each
+anchored at its own power of two: positives (x > 0) and magnitudes of negatives (x < 0), zeros
+counted apart. Both are exact fine states (module docstring of `histogram`), so:
+
+  * the |x| histogram = both halves re-anchored at the larger power of two (fine bins merge
+    2**d : 1 exactly; counts add, bounds take min / max) plus the zeros in bin 0;
+  * the Relu's max(x, 0) histogram = the positive half as it is (its anchor is the Relu's own:
+    the power of two above the largest positive) plus every other finite value as a zero.
+
+Both equal, bit for bit, what an `ExactHistogram` fed x (or max(x, 0)) gives: the same fine
+state, resampled by the same `finalise`. The two halves' tables are the two ends of one
+`signed_table`, so the compiled kernel fills either in the same loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trtcalib.errors import StatsError
+from trtcalib.stats._kernels import (
+    BatchSummary,
+    batch_summary,
+    fill_signed_run,
+    numba_kernels,
+    signed_table,
+)
+from trtcalib.stats.histogram import ExactHistogram
+
+_MIN_EXPONENT = -1000  # as ExactHistogram's lowest anchor
+
+
+def _exponent(value: float) -> int:
+    """Anchor of a positive value: 2**e is the smallest power of two strictly above it."""
+    return max(math.frexp(value)[1], _MIN_EXPONENT)
+
+
+def _scale(half: ExactHistogram) -> float:
+    """Bin multiplier of a half (any power of two while it has no anchor: nothing is binned)."""
+    if half.exponent is None:
+        return 1.0
+    return math.ldexp(1.0, half._log2_fine - half.exponent)
+
+
+def _float32_normal_power_of_two(scale: float) -> bool:
+    mantissa, exponent = math.frexp(scale)
+    return mantissa == 0.5 and -125 <= exponent <= 128
+
+
+class SignedExactHistogram:
+    """`ExactHistogram` of |x| kept as a positive and a negative half (see module docstring);
+    `finalise()` gives the |x| histogram, `finalise_relu(count)` the one of max(x, 0)."""
+
+    def __init__(self, num_bins: int) -> None:
+        self.num_bins = num_bins
+        self.pos = ExactHistogram(num_bins)
+        self.neg = ExactHistogram(num_bins)
+        self.zeros = 0  # +0.0 and -0.0: bin 0 of both histograms
+        self.batches = 0  # add / add_summarized calls, for the Relu views to check they follow
+        self._table: np.ndarray | None = None  # made on first use, in the collector's thread
+
+    def _signed_table(self) -> np.ndarray:
+        """The table the signed kernel fills: each half's persistent table is one end of it."""
+        if self._table is None:
+            rows = self.pos.fine_bins + 8
+            self._table = signed_table(self.pos.fine_bins)
+            self.pos._table = self._table[: 4 * rows]
+            self.neg._table = self._table[4 * rows :]
+        return self._table
+
+    def add(self, flat: np.ndarray, absmax: float, finite_count: int, relu: bool = False) -> None:
+        """Add a batch (`absmax` / `finite_count` as for `ExactHistogram.add`)."""
+        if relu:
+            raise StatsError("a signed histogram bins x itself: derive max(x, 0) with a view")
+        self.batches += 1
+        if finite_count:
+            self._add_split(flat)
+
+    def add_summarized(self, flat: np.ndarray) -> BatchSummary | None:
+        """Add a batch and return its `batch_summary`, reading float32 data once. None, with
+        nothing added, without the compiled kernels or for other dtypes: summarise and `add`."""
+        if numba_kernels() is None or flat.dtype != np.float32 or not flat.flags.c_contiguous:
+            return None
+        self.batches += 1
+        table = self._signed_table()
+        m = flat.shape[0]
+        pos, lo_val, hi_val = 0, math.inf, -math.inf
+        while pos < m:
+            scales = (_scale(self.pos), _scale(self.neg))
+            if not all(map(_float32_normal_power_of_two, scales)):
+                break  # an anchor float32 cannot bin exactly: the long way
+            ranges = tuple(
+                None if h.exponent is None else math.ldexp(1.0, h.exponent)
+                for h in (self.pos, self.neg)
+            )
+            for half in (self.pos, self.neg):
+                half._rows_table(m - pos)  # flushed first if its uint32 counts could overflow
+            run = fill_signed_run(flat, pos, table, scales, ranges)
+            negatives = run.stop - pos - run.zeros - run.positives
+            self._account(self.pos, run.positives, max(run.max, 0.0))
+            self._account(self.neg, negatives, max(-run.min, 0.0))
+            self.zeros += run.zeros
+            lo_val, hi_val = min(lo_val, run.min), max(hi_val, run.max)
+            pos = run.stop
+            if pos == m or not (math.isfinite(run.top_pos) and math.isfinite(run.top_neg)):
+                break
+            for half, top in ((self.pos, run.top_pos), (self.neg, run.top_neg)):
+                if top > 0.0 and (half.exponent is None or top >= math.ldexp(1.0, half.exponent)):
+                    self._anchor(half, _exponent(top))
+        if pos == m:
+            return BatchSummary(0, 0, m, lo_val, hi_val, max(abs(lo_val), abs(hi_val)))
+        rest = flat[pos:]  # NaN / inf ahead (or an anchor float32 cannot bin): the long way
+        s = batch_summary(rest)
+        if s.finite_count:
+            self._add_split(rest)
+        lo_val, hi_val = min(lo_val, s.min), max(hi_val, s.max)
+        finite = pos + s.finite_count
+        absmax = max(abs(lo_val), abs(hi_val)) if finite else 0.0
+        return BatchSummary(s.nan_count, s.inf_count, finite, lo_val, hi_val, absmax)
+
+    @staticmethod
+    def _account(half: ExactHistogram, binned: int, largest: float) -> None:
+        """What the kernel put into a half's table: its count and largest magnitude."""
+        if binned:
+            half._table_values += binned
+            half.total += binned
+            half.amax = max(half.amax, largest)
+
+    @staticmethod
+    def _anchor(half: ExactHistogram, exponent: int) -> None:
+        """Anchor a half at 2**exponent, above its current anchor (exact re-binning)."""
+        if half.exponent is not None:
+            half._merge(exponent - half.exponent)
+        half.exponent = exponent
+
+    def _add_split(self, flat: np.ndarray) -> None:
+        """Any dtype, NaN / inf allowed: each half gets its values through `ExactHistogram.add`."""
+        self._signed_table()  # the halves' tables are its ends
+        finite = flat[np.isfinite(flat)]
+        self.zeros += int(np.count_nonzero(finite == 0))
+        for half, values in ((self.pos, finite[finite > 0]), (self.neg, -finite[finite < 0])):
+            if values.size:
+                half.add(values, float(values.max()), int(values.size))
+
+    def finalise(self) -> tuple[np.ndarray, float, int]:
+        """The |x| histogram: (counts, range_max, growth events = 0)."""
+        anchors = [h.exponent for h in (self.pos, self.neg) if h.exponent is not None]
+        if not anchors:
+            return ExactHistogram.from_fine(*self._zeros_only(self.zeros)).finalise()
+        e = max(anchors)
+        (fine, lo, hi), (fine_n, lo_n, hi_n) = (h.fine_state(e) for h in (self.pos, self.neg))
+        fine += fine_n
+        np.minimum(lo, lo_n, out=lo)
+        np.maximum(hi, hi_n, out=hi)
+        total = self.pos.total + self.neg.total + self.zeros
+        return self._finalise(e, fine, lo, hi, max(self.pos.amax, self.neg.amax), total)
+
+    def finalise_relu(self, finite_count: int) -> tuple[np.ndarray, float, int]:
+        """The histogram of max(x, 0) over the same batches, `finite_count` its finite values
+        (those of x, plus any -inf, which max(x, 0) made 0): everything not positive is 0."""
+        if self.pos.exponent is None:
+            return ExactHistogram.from_fine(*self._zeros_only(finite_count)).finalise()
+        fine, lo, hi = self.pos.fine_state(self.pos.exponent)
+        total = finite_count
+        return self._finalise(self.pos.exponent, fine, lo, hi, self.pos.amax, total)
+
+    def _finalise(self, exponent, fine, lo, hi, amax, total) -> tuple[np.ndarray, float, int]:
+        zeros = total - int(fine.sum())
+        if zeros:  # bin 0, whose bounds then include 0 (as `add_zeros` does)
+            fine[0] += zeros
+            lo[0] = min(lo[0], 0.0)
+            hi[0] = max(hi[0], 0.0)
+        return ExactHistogram.from_fine(
+            self.num_bins, exponent, fine, lo, hi, amax, total
+        ).finalise()
+
+    def _zeros_only(self, total: int) -> tuple:
+        """`from_fine` arguments of a histogram that saw zeros only (or nothing)."""
+        h = ExactHistogram(self.num_bins)
+        if total:
+            h.fine[0] = total
+            h.lo[0] = h.hi[0] = 0.0
+        return (self.num_bins, None, h.fine, h.lo, h.hi, 0.0, total)
+
+
+class ReluView:
+    """The histogram of a derived Relu output: bins nothing, reads its input's
+    `SignedExactHistogram`. Its collector must collect each batch right after the input's."""
+
+    def __init__(self, source: SignedExactHistogram) -> None:
+        self.source = source
+        self.count = 0  # finite values of max(x, 0)
+        self.batches = 0
+
+    def add(self, flat: np.ndarray, absmax: float, finite_count: int, relu: bool = False) -> None:
+        # `relu` is False for a batch with NaN / inf: the collector passes max(x, 0) itself
+        if self.batches + 1 != self.source.batches:
+            raise StatsError(
+                "a Relu view takes max(x, 0) of the batch its source histogram has just binned"
+            )
+        self.batches += 1
+        self.count += finite_count
+
+    def add_summarized(self, flat: np.ndarray) -> BatchSummary | None:
+        return None  # never binned here: `add` checks the source has the batch
+
+    def finalise(self) -> tuple[np.ndarray, float, int]:
+        return self.source.finalise_relu(self.count)
