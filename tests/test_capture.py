@@ -279,3 +279,15 @@ def test_derive_does_not_depend_on_the_node_order():
     for name in want:
         assert got[name].counts.tobytes() == want[name].counts.tobytes(), name
         assert got[name].amax == want[name].amax, name
+
+
+def test_a_model_protobuf_cannot_serialise_takes_the_external_data_route():
+    from google.protobuf.message import EncodeError
+
+    class TooLarge:
+        def SerializeToString(self):  # what protobuf does beyond 2 GiB
+            raise EncodeError("Failed to serialize proto")
+
+    assert capture_module._serialize_below_limit(TooLarge()) is None
+    small = tinymodels.conv_model()
+    assert capture_module._serialize_below_limit(small) == small.SerializeToString()

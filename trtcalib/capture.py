@@ -176,6 +176,20 @@ def _derivations(
     return relu, alias
 
 
+def _serialize_below_limit(model: onnx.ModelProto) -> bytes | None:
+    """The model's bytes, or None when it is too large to pass as bytes (protobuf's 2 GiB).
+
+    Serialising is how protobuf measures a message anyway (`ByteSize` costs as much), so the
+    bytes are made once and kept when they fit."""
+    from google.protobuf.message import EncodeError
+
+    try:
+        data = model.SerializeToString()
+    except EncodeError:  # what protobuf raises beyond 2 GiB (seen with protobuf 7.36)
+        return None
+    return data if len(data) < PROTOBUF_LIMIT else None
+
+
 class ActivationCapture:
     """onnxruntime (CPU) session over a copy of `model` that returns its float activations.
 
@@ -204,8 +218,6 @@ class ActivationCapture:
         import onnxruntime as ort
 
         graph = model.graph
-        # the added outputs are names only: a few bytes each, covered by the 1 MiB margin
-        large = model.ByteSize() + (1 << 20) >= PROTOBUF_LIMIT
         types = _elem_types(model)
         constants = _constant_tensors(graph)
         initializers = {init.name for init in graph.initializer}
@@ -272,7 +284,8 @@ class ActivationCapture:
         options.log_severity_level = 3  # onnxruntime warnings are not actionable for the user
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         try:
-            if large:
+            serialized = _serialize_below_limit(augmented)
+            if serialized is None:
                 # A >2 GiB model cannot be passed as bytes: write it with external data into a
                 # private temporary directory (never next to the user's model), kept alive as
                 # long as this object because onnxruntime may memory-map the weights.
@@ -291,8 +304,9 @@ class ActivationCapture:
                 )
             else:
                 self._session = ort.InferenceSession(
-                    augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
+                    serialized, options, providers=["CPUExecutionProvider"]
                 )
+                del serialized
         except Exception as exc:
             self.close()
             first = first_line(exc)

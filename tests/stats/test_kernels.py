@@ -4,6 +4,8 @@ references and against the numpy fallback, bit for bit."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -366,3 +368,18 @@ def test_relu_flag_equals_collecting_the_relu_output(
         want.range_max, want.amax, want.count, want.growth_events)  # fmt: skip
     assert (got.nan_count, got.inf_count, got.min, got.max) == (
         want.nan_count, want.inf_count, want.min, want.max)  # fmt: skip
+
+
+@needs_numba
+def test_kernels_asked_for_during_the_background_warm_up_are_never_missing():
+    # a fresh interpreter: the warm-up thread imports numba while the main thread asks for the
+    # kernels at once; it must wait for them, not see "no numba" and fall back to numpy
+    code = (
+        "from trtcalib.stats import _kernels as k\n"
+        "t = k.warm_up_in_background()\n"
+        "assert k.numba_kernels() is not None\n"
+        "t.join()\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -14,6 +14,7 @@ float32 (exact for its power-of-two scales). benchmarks/bench_stats.py measures 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import threading
@@ -551,6 +552,7 @@ def _build_numba():
 
 _numba_kernels = None
 _numba_tried = False
+_numba_lock = threading.Lock()
 
 
 def numba_kernels():
@@ -558,31 +560,37 @@ def numba_kernels():
     summary_f32, merge_table, fill_table_summary, fill_summary, fill_signed_summary), or None
     without numba."""
     global _numba_kernels, _numba_tried
-    if not _numba_tried:
-        _numba_tried = True
-        if os.environ.get("TRTCALIB_NO_NUMBA", "") not in ("", "0"):
-            return None
-        try:
-            _numba_kernels = _build_numba()
-        except ImportError:
-            _numba_kernels = None
+    if _numba_tried:
+        return _numba_kernels
+    with _numba_lock:  # a second thread waits for the build instead of seeing None
+        if not _numba_tried:
+            if os.environ.get("TRTCALIB_NO_NUMBA", "") in ("", "0"):
+                try:
+                    _numba_kernels = _build_numba()
+                except ImportError:
+                    _numba_kernels = None
+            _numba_tried = True
     return _numba_kernels
 
 
 def warm_up_in_background() -> threading.Thread | None:
-    """Load (or compile) the compiled kernels for float32 data in a daemon thread.
+    """Import numba and load (or compile) the kernels for float32 data in a daemon thread.
 
-    The first call of each kernel in a process costs numba's start-up and a cache load (~0.6 s
-    before the first, ~10-50 ms each after, measured): started before onnxruntime loads the
-    model, that overlaps with the session start instead of delaying the first batch's
-    statistics. Calls with other types still compile on first use. Nothing is returned without
-    numba.
+    numba costs ~0.4 s to import and ~0.55 s more at the first call of a kernel in a process,
+    then ~10 ms per kernel (cache loads, measured): started before onnxruntime loads the model,
+    that overlaps with the session start instead of delaying it and the first batch's
+    statistics (a caller that needs the kernels meanwhile waits in `numba_kernels`). Calls with
+    other types still compile on first use. Nothing is started without numba.
     """
-    kernels = numba_kernels()
-    if kernels is None:
+    if _numba_tried and _numba_kernels is None:
+        return None
+    if importlib.util.find_spec("numba") is None:
         return None
 
     def run() -> None:
+        kernels = numba_kernels()
+        if kernels is None:
+            return
         x = np.linspace(-1.0, 1.0, 64, dtype=np.float32)
         n = 128
         scale = 64.0
