@@ -101,9 +101,9 @@ class SignedExactHistogram:
             for half in (self.pos, self.neg):
                 half._rows_table(m - pos)  # flushed first if its uint32 counts could overflow
             run = fill_signed_run(flat, pos, table, scales, ranges)
-            negatives = run.stop - pos - run.zeros - run.positives
-            self._account(self.pos, run.positives, max(run.max, 0.0))
-            self._account(self.neg, negatives, max(-run.min, 0.0))
+            binned = run.stop - pos  # which half each went to is in the tables, not needed
+            self._account(self.pos, binned, max(run.max, 0.0))
+            self._account(self.neg, binned, max(-run.min, 0.0))
             self.zeros += run.zeros
             lo_val, hi_val = min(lo_val, run.min), max(hi_val, run.max)
             pos = run.stop
@@ -125,11 +125,11 @@ class SignedExactHistogram:
 
     @staticmethod
     def _account(half: ExactHistogram, binned: int, largest: float) -> None:
-        """What the kernel put into a half's table: its count and largest magnitude."""
-        if binned:
-            half._table_values += binned
-            half.total += binned
-            half.amax = max(half.amax, largest)
+        """After a kernel run: `binned` bounds what went into the half's table (its uint32
+        counts are flushed before 2**31), `largest` is its largest magnitude (0 if none). The
+        halves' own `total` is not kept: the finalised counts give it."""
+        half._table_values += binned
+        half.amax = max(half.amax, largest)
 
     @staticmethod
     def _anchor(half: ExactHistogram, exponent: int) -> None:
@@ -157,7 +157,7 @@ class SignedExactHistogram:
         fine += fine_n
         np.minimum(lo, lo_n, out=lo)
         np.maximum(hi, hi_n, out=hi)
-        total = self.pos.total + self.neg.total + self.zeros
+        total = int(fine.sum()) + self.zeros
         return self._finalise(e, fine, lo, hi, max(self.pos.amax, self.neg.amax), total)
 
     def finalise_relu(self, finite_count: int) -> tuple[np.ndarray, float, int]:
