@@ -12,6 +12,8 @@ Prints:
     a further batch inside the range (the common case: min/max come out of the fill's own pass);
     "next" a further batch with a larger max, so the `trt` range grows and the `exact` fine
     histogram re-anchors; "nan" is a batch with one NaN and one inf (the slow path of the summary);
+  * a tensor and the Relu derived from it: two exact collectors vs one signed collector and its
+    Relu view (one pass over the data for both);
   * the numpy fallbacks (used without numba, or with TRTCALIB_NO_NUMBA=1) for the same jobs.
 Timings are the best of --repeat runs on one thread (wall time; the "cpu" column is the thread's
 CPU time, less sensitive to other processes); on a shared machine they are noisy: run the script
@@ -130,6 +132,34 @@ def bench_collect(x: np.ndarray, repeat: int, numpy_only: bool) -> None:
         )
 
 
+def bench_relu_pair(x: np.ndarray, repeat: int) -> None:
+    """A tensor and the Relu derived from it (calibrate's derive): two collectors reading x one
+    after the other, against one signed collector whose Relu view bins nothing (`stats.signed`).
+    Per element of x, batches inside the range ("again")."""
+    n = x.size
+
+    def pair(signed: bool):
+        def make():
+            source = TensorCollector("x", signed=signed)
+            relu = source.relu_collector("r") if signed else TensorCollector("r")
+            relu.collect(x, relu=True, summary=source.collect(x))
+            return source, relu
+
+        return make
+
+    def step(state):
+        source, relu = state
+        relu.collect(x, relu=True, summary=source.collect(x))
+
+    t_two, c_two = best_of_wall_cpu(step, repeat, pair(False))
+    t_one, c_one = best_of_wall_cpu(step, repeat, pair(True))
+    for label, t, cpu in (("two passes", t_two, c_two), ("signed", t_one, c_one)):
+        print(
+            f"  x and its Relu, exact, {label:<10} {t / n * 1e9:7.2f} ns  cpu {cpu / n * 1e9:.2f}"
+        )
+    print(f"  signed / two passes: {t_two / t_one:.2f}x faster")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--elements", type=int, default=16_000_000)
@@ -161,6 +191,8 @@ def main() -> None:
         print(f"\ncollect(), ns per float32 element, {kind} (target <= 3 ns)")
         if have_numba:
             bench_collect(x, args.repeat, numpy_only=False)
+            if kind == "gaussian":
+                bench_relu_pair(x, args.repeat)
         if not args.no_numpy:
             bench_collect(x, args.repeat, numpy_only=True)
 

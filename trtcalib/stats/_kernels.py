@@ -831,11 +831,12 @@ class TableRun(NamedTuple):
 
 
 def fill_table_run(
-    flat: np.ndarray, begin: int, table: np.ndarray, scale: float, range_max: float
+    flat: np.ndarray, begin: int, table: np.ndarray, scale: float, range_max: float | None
 ) -> TableRun:
     """Bin flat[begin:] (|x| < range_max, a power of two) into a persistent `table` and
     summarise it in the same pass, up to the first chunk that holds a value >= range_max,
-    NaN or inf (see `fill_table_summary`). Zeros go to the dummy rows: the caller adds them."""
+    NaN or inf (see `fill_table_summary`); range None bins zeros only. Zeros go to the dummy
+    rows: the caller adds them."""
     kernels = numba_kernels()
     limit = np.uint32(_limit_bits(range_max))
     stop, zeros, top, kmin, kmax = kernels[8](flat, begin, table, float(scale), limit)

@@ -251,32 +251,38 @@ class ExactHistogram:
             flat, self.fine, self.lo, self.hi, scale, all_finite=all_finite, relu=relu
         )
 
+    def _scale(self) -> float:
+        """F * 2**-e, the bin multiplier (1.0 before any anchor: then only zeros are binned)."""
+        return 1.0 if self.exponent is None else math.ldexp(1.0, self._log2_fine - self.exponent)
+
     def add_summarized(self, flat: np.ndarray) -> BatchSummary | None:
-        """Add a batch and return its `batch_summary`, reading the data once (float32, once
-        the range is set). A chunk beyond the range re-anchors it and binning goes on; NaN or
-        inf send the rest of the batch through `batch_summary` and `add`. None, with nothing
-        added, where the table kernel does not apply: summarise the batch and call `add`."""
-        if self.exponent is None or flat.shape[0] < _TABLE_MIN_VALUES:
-            return None
-        if not table_applies(flat, math.ldexp(1.0, self._log2_fine - self.exponent)):
+        """Add a batch and return its `batch_summary`, reading the data once (float32). A chunk
+        beyond the range (any non-zero one before the first anchor) re-anchors it and binning
+        goes on; NaN or inf send the rest of the batch through `batch_summary` and `add`. None,
+        with nothing added, where the table kernel does not apply: summarise and call `add`."""
+        if flat.shape[0] < _TABLE_MIN_VALUES or not table_applies(flat, self._scale()):
             return None
         m = flat.shape[0]
         pos, lo_val, hi_val = 0, math.inf, -math.inf
         while pos < m:
-            scale = math.ldexp(1.0, self._log2_fine - self.exponent)
+            scale = self._scale()
             if not table_applies(flat, scale):
                 break
             table = self._rows_table(m - pos)
-            run = fill_table_run(flat, pos, table, scale, math.ldexp(1.0, self.exponent))
+            top = None if self.exponent is None else math.ldexp(1.0, self.exponent)
+            run = fill_table_run(flat, pos, table, scale, top)
             self._table_values += run.stop - pos
             add_zeros(self.fine, self.lo, self.hi, run.zeros)
             lo_val, hi_val = min(lo_val, run.min), max(hi_val, run.max)
             pos = run.stop
             if pos == m or not math.isfinite(run.top):
                 break
-            e = math.frexp(run.top)[1]  # _merge flushes the table (indexed at the old range)
-            self._merge(e - self.exponent)
-            self.exponent = e
+            e = math.frexp(run.top)[1]
+            if self.exponent is None:  # the first anchor: only zeros were binned so far
+                self.exponent = e
+            else:  # _merge flushes the table (indexed at the old range)
+                self._merge(e - self.exponent)
+                self.exponent = e
         absmax = max(abs(lo_val), abs(hi_val)) if pos else 0.0
         self.total += pos
         self.amax = max(self.amax, absmax)
