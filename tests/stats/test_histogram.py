@@ -257,6 +257,10 @@ def _summarized_streams():
     bad[[3, 99]] = [np.nan, -np.inf]
     yield "nonfinite-later", [g[0], bad, g[2]]
     yield "float64", [b.astype(np.float64) for b in g]
+    # first batches: zero chunks before the first anchor, then a first batch of zeros only
+    zeros_first = np.concatenate([np.zeros(20_000, np.float32), g[0]])
+    yield "zeros-then-values", [zeros_first, g[1]]
+    yield "all-zero-first-batch", [np.zeros(size, np.float32), g[0], g[1]]
 
 
 SUMMARIZED = list(_summarized_streams())
