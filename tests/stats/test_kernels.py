@@ -17,9 +17,12 @@ needs_numba = pytest.mark.skipif(_kernels.numba_kernels() is None, reason="numba
 
 @pytest.fixture(params=["table", "float64"])
 def kernel_path(request, monkeypatch):
-    """Run a test through the float32 table kernel and through the float64 kernel."""
-    per_bin = 1 if request.param == "table" else 10**12
-    monkeypatch.setattr(_kernels, "_TABLE_MIN_ELEMENTS_PER_BIN", per_bin)
+    """Run a test through the float32 table kernels and through the float64 kernel: `fill_minmax`
+    takes the path by name; collectors never use the table on the float64 path."""
+    import trtcalib.stats.histogram as histogram
+
+    if request.param == "float64":
+        monkeypatch.setattr(histogram, "_TABLE_MIN_VALUES", 1 << 62)
     return request.param
 
 
@@ -37,11 +40,25 @@ def literal_fill_minmax(x: np.ndarray, n: int, scale: float):
     return counts, lo, hi
 
 
-def fill_minmax(x, n, scale, use_numba, all_finite=False):
+def fill_into(x, counts, lo, hi, scale, use_numba, all_finite=False, path="float64"):
+    """Bin x into counts/lo/hi the way an exact histogram does: through a row table, merged and
+    reset, where the table kernels apply and `path` is "table"; else `fill_counts_minmax`."""
+    if path == "table" and use_numba and _kernels.table_applies(x, scale):
+        table = _kernels.new_table(counts.shape[0])
+        zeros = _kernels.fill_table_into(x, table, scale, all_finite=all_finite)
+        _kernels.merge_table_into(table, counts, lo, hi)
+        _kernels.add_zeros(counts, lo, hi, zeros)
+        clean = _kernels.new_table(counts.shape[0])
+        assert table.tobytes() == clean.tobytes()  # the merge reset every row it touched
+    else:
+        _kernels.fill_counts_minmax(
+            x, counts, lo, hi, scale, use_numba=use_numba, all_finite=all_finite
+        )
+
+
+def fill_minmax(x, n, scale, use_numba, all_finite=False, path="float64"):
     counts, lo, hi = np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf)
-    _kernels.fill_counts_minmax(
-        x, counts, lo, hi, scale, use_numba=use_numba, all_finite=all_finite
-    )
+    fill_into(x, counts, lo, hi, scale, use_numba, all_finite, path)
     return counts, lo, hi
 
 
@@ -80,7 +97,7 @@ def test_table_fill_matches_literal_and_numpy(scale, kernel_path):
     n = 256
     x = awkward_float32(20_000, seed=1)
     ref = literal_fill_minmax(x, n, scale)
-    fast = fill_minmax(x, n, scale, use_numba=True)
+    fast = fill_minmax(x, n, scale, use_numba=True, path=kernel_path)
     slow = fill_minmax(x, n, scale, use_numba=False)
     assert same(fast, ref) and same(slow, ref)
 
@@ -91,14 +108,11 @@ def test_table_fill_all_finite_flag_and_small_batches(kernel_path):
     x = awkward_float32(40_000, seed=2)
     x = x[np.isfinite(x)]
     ref = literal_fill_minmax(x, n, 2.0**8)
-    assert same(fill_minmax(x, n, 2.0**8, use_numba=True, all_finite=True), ref)
-    # below the table threshold (the float64 kernel) and one element at a time
-    assert same(
-        fill_minmax(x[:100], n, 2.0**8, use_numba=True), literal_fill_minmax(x[:100], n, 2.0**8)
-    )
-    assert same(
-        fill_minmax(x[:1], n, 2.0**8, use_numba=True), literal_fill_minmax(x[:1], n, 2.0**8)
-    )
+    got = fill_minmax(x, n, 2.0**8, use_numba=True, all_finite=True, path=kernel_path)
+    assert same(got, ref)
+    for few in (x[:100], x[:1]):  # small batches, one element
+        got = fill_minmax(few, n, 2.0**8, use_numba=True, path=kernel_path)
+        assert same(got, literal_fill_minmax(few, n, 2.0**8))
 
 
 @needs_numba
@@ -109,7 +123,7 @@ def test_table_fill_accumulates_into_existing_state(kernel_path):
     both = literal_fill_minmax(np.concatenate([x, y]), n, 2.0**4)
     counts, lo, hi = np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf)
     for part in (x, y):
-        _kernels.fill_counts_minmax(part, counts, lo, hi, 2.0**4, use_numba=True)
+        fill_into(part, counts, lo, hi, 2.0**4, use_numba=True, path=kernel_path)
     assert same((counts, lo, hi), both)
 
 
@@ -119,7 +133,7 @@ def test_zero_runs_are_counted_once(kernel_path):
     x = np.zeros(10_000, np.float32)
     x[::2] = -0.0
     x[5] = 1.5
-    counts, lo, hi = fill_minmax(x, n, 2.0**6, use_numba=True)
+    counts, lo, hi = fill_minmax(x, n, 2.0**6, use_numba=True, path=kernel_path)
     assert counts[0] == 9_999 and counts[96] == 1 and counts.sum() == 10_000
     assert lo[0] == 0.0 and hi[0] == 0.0 and not math.copysign(1.0, lo[0]) < 0
     assert lo[96] == hi[96] == 1.5
@@ -136,7 +150,6 @@ def test_sliced_calls_give_the_same_counts(monkeypatch, all_finite):
     _kernels.fill_counts(x, whole_counts, 2048 / 9.5, use_numba=True, all_finite=all_finite)
     whole_mm = fill_minmax(x, 128, 2.0**3, use_numba=True, all_finite=all_finite)
     monkeypatch.setattr(_kernels, "_SLICE", 1000)
-    monkeypatch.setattr(_kernels, "_TABLE_MIN_ELEMENTS_PER_BIN", 1)
     sliced_counts = np.zeros(2048)
     _kernels.fill_counts(x, sliced_counts, 2048 / 9.5, use_numba=True, all_finite=all_finite)
     assert sliced_counts.tobytes() == whole_counts.tobytes()
@@ -208,21 +221,24 @@ def test_collect_large_relu_batch_matches_literal_binning(policy, kernel_path):
 
 
 @needs_numba
-def test_table_is_reused_cleanly_across_sizes(monkeypatch):
-    """The per-thread table is kept between calls; a call with fewer bins must not see rows
-    left by a call with more (nor the other way round)."""
-    monkeypatch.setattr(_kernels, "_TABLE_MIN_ELEMENTS_PER_BIN", 1)
-    for n, seed in ((512, 10), (128, 11), (1024, 12), (128, 13)):
+def test_one_table_serves_batches_of_any_data_after_each_merge():
+    """A persistent table is merged and reset between uses: each fill starts from clean rows,
+    whatever the previous data or scale left."""
+    n = 512
+    table = _kernels.new_table(n)
+    for seed in (10, 11, 12):
         x = awkward_float32(20_000, seed=seed)
         for scale in (2.0**2, 2.0**127):  # spread out, and everything clamped into the last bin
-            ref = literal_fill_minmax(x, n, scale)
-            assert same(fill_minmax(x, n, scale, use_numba=True), ref), (n, scale)
-    table = _kernels._clean_table(0)
-    assert not table[0::4].any() and (table[1::4] == 0xFFFFFFFF).all() and not table[2::4].any()
+            counts, lo, hi = np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf)
+            zeros = _kernels.fill_table_into(x, table, scale, all_finite=False)
+            _kernels.merge_table_into(table, counts, lo, hi)
+            _kernels.add_zeros(counts, lo, hi, zeros)
+            assert same((counts, lo, hi), literal_fill_minmax(x, n, scale)), (seed, scale)
+    assert table.tobytes() == _kernels.new_table(n).tobytes()
 
 
 def test_collectors_in_threads_match_one_thread():
-    """Collectors run in worker threads (calibrate); each thread has its own table."""
+    """Collectors run in worker threads (calibrate); each collector has its own table."""
     from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(14)

@@ -660,11 +660,6 @@ def kl_sweep_numba(counts: np.ndarray, start: int, quant_bins: int) -> np.ndarra
 
 # The compiled fills count in (u)int32 per call: longer arrays are fed in slices of this size.
 _SLICE = 1 << 30
-# The float32 table kernel starts each call from empty rows, so while a row's bounds still move
-# its min/max branches mispredict; the float64 kernel updates the (by then settled) bounds in
-# place. Measured: the table wins from ~100 elements per bin (4M+ elements at the exact
-# policy's 32768 fine bins), loses below.
-_TABLE_MIN_ELEMENTS_PER_BIN = 128
 
 
 def _slices(flat: np.ndarray):
@@ -696,23 +691,6 @@ def fill_counts(
             kernels[1](part, counts, float(scale), not all_finite, relu)
 
 
-_local = threading.local()
-
-
-def _clean_table(size: int) -> np.ndarray:
-    """A per-thread uint32 table of rows (0, ~0, 0, 0), at least `size` long.
-
-    Kept between calls (collectors run in threads): a fresh 0.5 MiB costs page faults and
-    clearing it ~50 us, while `merge_table` resets just the rows a call touched.
-    """
-    buf = getattr(_local, "table", None)
-    if buf is None or buf.shape[0] < size or getattr(_local, "dirty", False):
-        rows = max(size, 0 if buf is None else buf.shape[0]) // 4
-        buf = new_table(rows - 8)
-        _local.table, _local.dirty = buf, False
-    return buf
-
-
 def _is_float32_power_of_two(scale: float) -> bool:
     mantissa, exponent = math.frexp(scale)  # scale = mantissa * 2**exponent
     return mantissa == 0.5 and -125 <= exponent <= 128  # 2**-126 .. 2**127: normal float32
@@ -729,7 +707,9 @@ def fill_counts_minmax(
     all_finite: bool = False,
     relu: bool = False,
 ) -> None:
-    """`fill_counts` that also keeps the smallest (`lo`) and largest (`hi`) |x| of each bin."""
+    """`fill_counts` that also keeps the smallest (`lo`) and largest (`hi`) |x| of each bin,
+    updated in place (the exact policy's float64 kernel; its large float32 batches go through
+    a persistent row table instead: `fill_table_into`)."""
     if relu and not all_finite:
         raise ValueError("relu binning needs finite data (all_finite=True)")
     kernels = numba_kernels() if use_numba is not False else None
@@ -737,28 +717,8 @@ def fill_counts_minmax(
         values = np.maximum(flat, flat.dtype.type(0)) if relu else flat
         _fill_minmax_numpy(values, counts, lo, hi, scale)
         return
-    n = counts.shape[0]
-    table = (
-        n <= 1 << 24  # n - 1 exact in float32
-        and flat.shape[0] >= _TABLE_MIN_ELEMENTS_PER_BIN * n
-        and table_applies(flat, scale)
-    )
     for part in _slices(flat):
-        if table:
-            _fill_minmax_table(part, counts, lo, hi, scale, all_finite, relu)
-        else:
-            kernels[3](part, counts, lo, hi, float(scale), not all_finite, relu)
-
-
-def _fill_minmax_table(flat, counts, lo, hi, scale, all_finite, relu=False) -> None:
-    """Run the float32 table kernel, then merge its table into counts/lo/hi (exact)."""
-    n = counts.shape[0]
-    table = _clean_table(4 * (n + 8))[: 4 * (n + 8)]  # the kernel reads n off its size
-    _local.dirty = True  # until merged and reset
-    zeros = fill_table_into(flat, table, scale, all_finite=all_finite, relu=relu)
-    merge_table_into(table, counts, lo, hi)
-    _local.dirty = False
-    add_zeros(counts, lo, hi, zeros)
+        kernels[3](part, counts, lo, hi, float(scale), not all_finite, relu)
 
 
 def add_zeros(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, zeros: int) -> None:
