@@ -452,3 +452,59 @@ def test_read_ahead_keeps_order_prepares_each_item_once_and_reraises_where_it_fa
     assert got == [0, 1, 2, 3, 4]
     assert prepared == [0, 1, 2, 3, 4]
     assert list(_read_ahead([], prepared.append)) == []
+
+
+def _refilled_batches():
+    """A load_data() that refills one buffer in place for every batch (legal for a generator)."""
+    buf = np.empty((8, 3, 8, 8), np.float32)
+    for k in range(6):
+        buf[...] = k + 1.0
+        yield {"input": buf}
+
+
+def test_a_source_that_refills_one_buffer_is_read_one_batch_at_a_time(tmp_path):
+    # reading ahead would overwrite batch k with batch k+1 before it is collected
+    model = tinymodels.conv_model()
+    settings = CalibrationSettings("minmax", batch_size=8, tensors=["input"])
+    fresh = [{"input": np.full((8, 3, 8, 8), k + 1.0, np.float32)} for k in range(6)]
+    want = collect_statistics(model, fresh, settings, progress=False).stats["input"]
+    got = collect_statistics(model, _refilled_batches(), settings, progress=False).stats["input"]
+    script = tmp_path / "refill.py"
+    script.write_text(
+        "import numpy as np\n\n"
+        "def load_data():\n"
+        "    buf = np.empty((8, 3, 8, 8), np.float32)\n"
+        "    for k in range(6):\n"
+        "        buf[...] = k + 1.0\n"
+        "        yield {'input': buf}\n"
+    )
+    source = open_source(f"{script}:load_data", input_specs(model))
+    assert not source.fresh_arrays
+    from_script = collect_statistics(model, source, settings, progress=False).stats["input"]
+    for stats in (got, from_script):
+        assert (stats.min, stats.max, stats.count) == (1.0, 6.0, want.count)
+        assert stats.counts.tobytes() == want.counts.tobytes()
+
+
+def test_file_sources_are_read_ahead_and_give_the_same_statistics(tmp_path, monkeypatch):
+    import trtcalib.calibrate as calibrate_module
+
+    model = tinymodels.conv_model()
+    path = tmp_path / "x.npz"
+    np.savez(path, input=np.random.default_rng(6).normal(size=(40, 3, 8, 8)).astype(np.float32))
+    settings = CalibrationSettings("entropy", batch_size=8)
+    source = open_source(path, input_specs(model))
+    assert source.fresh_arrays
+    modes = []
+    real = calibrate_module._read_ahead
+    monkeypatch.setattr(
+        calibrate_module, "_read_ahead", lambda *a, **k: modes.append(k["ahead"]) or real(*a, **k)
+    )
+    ahead = collect_statistics(model, source, settings, progress=False)
+    source = open_source(path, input_specs(model))
+    monkeypatch.setattr(source, "fresh_arrays", False, raising=False)
+    in_turn = collect_statistics(model, source, settings, progress=False)
+    assert modes == [True, False]
+    assert ahead.data_fingerprint == in_turn.data_fingerprint
+    for name, want in in_turn.stats.items():
+        assert ahead.stats[name].counts.tobytes() == want.counts.tobytes(), name

@@ -244,9 +244,12 @@ def collect_statistics(
         def hash_batch(batch: Any) -> None:
             fingerprint.update(batch.arrays, num_real=batch.num_real)
 
-        for batch in _read_ahead(batches, hash_batch):
+        ahead = getattr(source, "fresh_arrays", False)
+        for batch in _read_ahead(batches, hash_batch, ahead=ahead):
             activations = capture.run(batch.arrays)
-            _wait(pending)  # the previous batch (overlap only): at most two batches in memory
+            # the previous batch (overlap only): at most two batches of activations in memory
+            # (and, reading ahead, the next batch's inputs)
+            _wait(pending)
             pending = _submit(collectors, activations, pool, capture.derived)
             if not overlap:
                 _wait(pending)
@@ -337,10 +340,19 @@ def _submit(
 _END = object()
 
 
-def _read_ahead(items: Iterable[Any], prepare: Callable[[Any], None]) -> Iterator[Any]:
-    """The items of `items`, each read and `prepare`d in a thread while the caller still works
-    on the one before (onnxruntime releases the GIL, and reading a batch and hashing it for the
-    fingerprint then overlap with its idle moments). Errors surface at the item they hit."""
+def _read_ahead(
+    items: Iterable[Any], prepare: Callable[[Any], None], *, ahead: bool = True
+) -> Iterator[Any]:
+    """The items of `items`, each `prepare`d first. With `ahead`, each is read and prepared in
+    a thread while the caller still works on the one before (onnxruntime releases the GIL, and
+    reading a batch and hashing it for the fingerprint then overlap with its idle moments):
+    only for items that stay valid when the next is read (`BatchSource.fresh_arrays`). Errors
+    surface at the item they hit; closing waits for the read under way."""
+    if not ahead:
+        for item in items:
+            prepare(item)
+            yield item
+        return
     it = iter(items)
 
     def step() -> Any:

@@ -185,7 +185,7 @@ def _serialize_below_limit(model: onnx.ModelProto) -> bytes | None:
 
     try:
         data = model.SerializeToString()
-    except EncodeError:  # what protobuf raises beyond 2 GiB (seen with protobuf 7.36)
+    except (EncodeError, ValueError):  # beyond 2 GiB: EncodeError seen with protobuf 7.36
         return None
     return data if len(data) < PROTOBUF_LIMIT else None
 

@@ -399,3 +399,18 @@ def test_kernels_asked_for_during_the_background_warm_up_are_never_missing():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_broken_numba_is_tried_once_warned_about_and_the_numpy_kernels_used(monkeypatch):
+    def broken():
+        raise OSError("libllvmlite.so: cannot open shared object file")
+
+    monkeypatch.setattr(_kernels, "_numba_tried", False)
+    monkeypatch.setattr(_kernels, "_numba_kernels", None)
+    monkeypatch.setattr(_kernels, "_build_numba", broken)
+    with pytest.warns(UserWarning, match="numba unusable.*libllvmlite"):
+        assert _kernels.numba_kernels() is None
+    assert _kernels.numba_kernels() is None  # not tried again
+    c = TensorCollector("t", num_bins=128)
+    c.collect(np.linspace(-2, 3, 50_000, dtype=np.float32))
+    assert c.result().amax == 3.0

@@ -211,6 +211,7 @@ class ImageSource(BatchSource):
     """A folder of images (recursive, sorted by relative path) for a one-input model."""
 
     kind = "images"
+    fresh_arrays = True  # each chunk is a new np.stack of decoded images
 
     def __init__(
         self, spec: str, files: list[Path], inputs: Sequence[InputSpec], options: DataOptions

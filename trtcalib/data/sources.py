@@ -29,6 +29,10 @@ class BatchSource(ABC):
     dim counts samples (any chunk size; use `iter_batches` for exact batches)."""
 
     kind: str = "data"
+    # Each chunk's arrays are new and never written again, so batches may be read ahead in a
+    # thread (calibrate). False where user code yields them: it may refill one buffer in place,
+    # or be tied to its thread (a database cursor).
+    fresh_arrays: bool = False
 
     def __init__(self, spec: str, inputs: Sequence[InputSpec], options: DataOptions) -> None:
         self.spec = spec
@@ -73,6 +77,8 @@ class BatchSource(ABC):
 
 class ArraySource(BatchSource):
     """An .npz, an .npy, or a directory of them (files in name order, one file open at a time)."""
+
+    fresh_arrays = True  # rows are read into new arrays (never a view of a memory map)
 
     def __init__(
         self,

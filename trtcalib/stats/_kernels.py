@@ -18,6 +18,7 @@ import importlib.util
 import math
 import os
 import threading
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -567,12 +568,16 @@ def numba_kernels():
         return _numba_kernels
     with _numba_lock:  # a second thread waits for the build instead of seeing None
         if not _numba_tried:
-            if os.environ.get("TRTCALIB_NO_NUMBA", "") in ("", "0"):
-                try:
+            try:
+                if os.environ.get("TRTCALIB_NO_NUMBA", "") in ("", "0"):
                     _numba_kernels = _build_numba()
-                except ImportError:
-                    _numba_kernels = None
-            _numba_tried = True
+            except ImportError:
+                _numba_kernels = None
+            except Exception as exc:  # a broken numba / llvmlite install: say so, go on
+                warnings.warn(f"numba unusable ({exc}); using the numpy kernels", stacklevel=2)
+                _numba_kernels = None
+            finally:
+                _numba_tried = True
     return _numba_kernels
 
 

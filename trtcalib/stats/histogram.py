@@ -189,7 +189,8 @@ class ExactHistogram:
         self._table_values = 0  # values binned into the table since the last flush
 
     def __getattr__(self, name: str) -> np.ndarray:
-        # only called for a missing attribute: the fine state before its first use
+        # only called for a missing attribute: the fine state before its first use (not
+        # thread-safe: one histogram is only ever fed by one thread at a time)
         if name not in ("fine", "lo", "hi"):
             raise AttributeError(name)
         self.fine = np.zeros(self.fine_bins, dtype=np.float64)
@@ -212,7 +213,8 @@ class ExactHistogram:
         sorted values): counts, smallest and largest |x| per fine bin over [0, 2**exponent),
         with exponent = frexp(amax)[1] (None when everything is zero)."""
         hist = cls(num_bins)
-        if fine.shape != hist.fine.shape or lo.shape != hist.lo.shape or hi.shape != hist.hi.shape:
+        want = (hist.fine_bins,)
+        if fine.shape != want or lo.shape != want or hi.shape != want:
             raise ValueError(f"fine state must have {hist.fine_bins} bins, got {fine.shape}")
         hist.exponent = exponent
         hist.fine, hist.lo, hist.hi = fine, lo, hi
