@@ -362,9 +362,9 @@ def _read_ahead(
         return item
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="trtcalib-read") as reader:
-        ahead = reader.submit(step)
-        while (item := ahead.result()) is not _END:
-            ahead = reader.submit(step)
+        next_read = reader.submit(step)
+        while (item := next_read.result()) is not _END:
+            next_read = reader.submit(step)
             yield item
 
 

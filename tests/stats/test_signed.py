@@ -82,7 +82,6 @@ def test_one_pass_equals_collecting_x_and_its_relu_alone(name, batches, use_numb
         monkeypatch.setattr(signed, "fill_signed_run", lambda *a: calls.append(1) or real(*a))
     else:
         monkeypatch.setattr(_kernels, "numba_kernels", lambda: None)
-        monkeypatch.setattr(signed, "numba_kernels", lambda: None)
     (x, r), (want_x, want_r) = _run_signed(batches), _run_alone(batches)
     _assert_same(x, want_x)
     _assert_same(r, want_r)

@@ -235,10 +235,9 @@ class ExactHistogram:
                 self.fine[0] += finite_count
                 self.lo[0] = self.hi[0] = 0.0
                 return
-            self.exponent = e
+            self._anchor(e)
         elif e is not None and e > self.exponent:
-            self._merge(e - self.exponent)
-            self.exponent = e
+            self._anchor(e)
         # scale = F * 2**-e, a power of two: |x| * scale is exact in float64
         scale = math.ldexp(1.0, self._log2_fine - self.exponent)
         all_finite = finite_count == flat.shape[0]
@@ -279,12 +278,7 @@ class ExactHistogram:
             pos = run.stop
             if pos == m or not math.isfinite(run.top):
                 break
-            e = math.frexp(run.top)[1]
-            if self.exponent is None:  # the first anchor: only zeros were binned so far
-                self.exponent = e
-            else:  # _merge flushes the table (indexed at the old range)
-                self._merge(e - self.exponent)
-                self.exponent = e
+            self._anchor(math.frexp(run.top)[1])
         absmax = max(abs(lo_val), abs(hi_val)) if pos else 0.0
         self.total += pos
         self.amax = max(self.amax, absmax)
@@ -313,10 +307,13 @@ class ExactHistogram:
             merge_table_into(self._table, self.fine, self.lo, self.hi)
         self._table_values = 0
 
-    def _merge(self, d: int) -> None:
-        """Re-anchor at a range 2**d times larger: merge fine bins 2**d : 1 (exact)."""
-        self._flush()
-        self.fine, self.lo, self.hi = self.fine_state(self.exponent + d)
+    def _anchor(self, exponent: int) -> None:
+        """Anchor the fine histogram at 2**exponent, not below the current anchor: fine bins
+        merge 2**d : 1 (exact; `fine_state` flushes the table, indexed at the old anchor). A
+        first anchor moves nothing: only zeros came before, in bin 0 at any anchor."""
+        if self.exponent is not None:
+            self.fine, self.lo, self.hi = self.fine_state(exponent)
+        self.exponent = exponent
 
     def fine_state(self, exponent: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """New (fine, lo, hi) arrays: the fine state anchored at 2**exponent, which is not below

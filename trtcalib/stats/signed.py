@@ -27,29 +27,10 @@ from trtcalib.stats._kernels import (
     BatchSummary,
     batch_summary,
     fill_signed_run,
-    numba_kernels,
     signed_table,
+    table_applies,
 )
 from trtcalib.stats.histogram import ExactHistogram
-
-_MIN_EXPONENT = -1000  # as ExactHistogram's lowest anchor
-
-
-def _exponent(value: float) -> int:
-    """Anchor of a positive value: 2**e is the smallest power of two strictly above it."""
-    return max(math.frexp(value)[1], _MIN_EXPONENT)
-
-
-def _scale(half: ExactHistogram) -> float:
-    """Bin multiplier of a half (any power of two while it has no anchor: nothing is binned)."""
-    if half.exponent is None:
-        return 1.0
-    return math.ldexp(1.0, half._log2_fine - half.exponent)
-
-
-def _float32_normal_power_of_two(scale: float) -> bool:
-    mantissa, exponent = math.frexp(scale)
-    return mantissa == 0.5 and -125 <= exponent <= 128
 
 
 class SignedExactHistogram:
@@ -84,15 +65,15 @@ class SignedExactHistogram:
     def add_summarized(self, flat: np.ndarray) -> BatchSummary | None:
         """Add a batch and return its `batch_summary`, reading float32 data once. None, with
         nothing added, without the compiled kernels or for other dtypes: summarise and `add`."""
-        if numba_kernels() is None or flat.dtype != np.float32 or not flat.flags.c_contiguous:
+        if not table_applies(flat, 1.0):  # compiled kernels, float32, contiguous
             return None
         self.batches += 1
         table = self._signed_table()
         m = flat.shape[0]
         pos, lo_val, hi_val = 0, math.inf, -math.inf
         while pos < m:
-            scales = (_scale(self.pos), _scale(self.neg))
-            if not all(map(_float32_normal_power_of_two, scales)):
+            scales = (self.pos._scale(), self.neg._scale())
+            if not all(table_applies(flat, scale) for scale in scales):
                 break  # an anchor float32 cannot bin exactly: the long way
             ranges = tuple(
                 None if h.exponent is None else math.ldexp(1.0, h.exponent)
@@ -111,7 +92,7 @@ class SignedExactHistogram:
                 break
             for half, top in ((self.pos, run.top_pos), (self.neg, run.top_neg)):
                 if top > 0.0 and (half.exponent is None or top >= math.ldexp(1.0, half.exponent)):
-                    self._anchor(half, _exponent(top))
+                    half._anchor(math.frexp(top)[1])  # float32: far above the lowest anchor
         if pos == m:
             return BatchSummary(0, 0, m, lo_val, hi_val, max(abs(lo_val), abs(hi_val)))
         rest = flat[pos:]  # NaN / inf ahead (or an anchor float32 cannot bin): the long way
@@ -130,13 +111,6 @@ class SignedExactHistogram:
         halves' own `total` is not kept: the finalised counts give it."""
         half._table_values += binned
         half.amax = max(half.amax, largest)
-
-    @staticmethod
-    def _anchor(half: ExactHistogram, exponent: int) -> None:
-        """Anchor a half at 2**exponent, above its current anchor (exact re-binning)."""
-        if half.exponent is not None:
-            half._merge(exponent - half.exponent)
-        half.exponent = exponent
 
     def _add_split(self, flat: np.ndarray) -> None:
         """Any dtype, NaN / inf allowed: each half gets its values through `ExactHistogram.add`."""
