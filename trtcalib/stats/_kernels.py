@@ -734,9 +734,14 @@ def add_zeros(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray, zeros: int) ->
         hi[0] = max(hi[0], 0.0)
 
 
+def _magnitude(bits) -> float:
+    """The float32 whose bits are `bits` (a kernel's top magnitude), as a Python float."""
+    return float(np.array(bits, dtype=np.uint32).view(np.float32))
+
+
 def _summary_of(size: int, top, kmin, kmax) -> BatchSummary:
     """The BatchSummary of a finite float32 batch from the kernels' magnitude and keys."""
-    absmax = float(np.array(top, dtype=np.uint32).view(np.float32))
+    absmax = _magnitude(top)
     return BatchSummary(0, 0, size, _key_to_float32(int(kmin)), _key_to_float32(int(kmax)), absmax)
 
 
@@ -811,7 +816,7 @@ def fill_table_run(
         int(zeros),
         _key_to_float32(int(kmin)) if binned else math.inf,
         _key_to_float32(int(kmax)) if binned else -math.inf,
-        float(np.array(top, dtype=np.uint32).view(np.float32)),
+        _magnitude(top),
     )
 
 
@@ -866,13 +871,13 @@ def fill_signed_run(
         flat, begin, table, float(scales[0]), float(scales[1]), lpos, lneg
     )
     binned = stop > begin
-    as_float = (float(np.array(t, dtype=np.uint32).view(np.float32)) for t in (tp, tn))
     return SignedRun(
         int(stop),
         int(zeros),
         _key_to_float32(int(kmin)) if binned else math.inf,
         _key_to_float32(int(kmax)) if binned else -math.inf,
-        *as_float,
+        _magnitude(tp),
+        _magnitude(tn),
     )
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from trtcalib.errors import StatsError
 from trtcalib.stats._kernels import (
     BatchSummary,
+    add_zeros,
     batch_summary,
     fill_signed_run,
     signed_table,
@@ -125,41 +126,36 @@ class SignedExactHistogram:
         """The |x| histogram: (counts, range_max, growth events = 0)."""
         anchors = [h.exponent for h in (self.pos, self.neg) if h.exponent is not None]
         if not anchors:
-            return ExactHistogram.from_fine(*self._zeros_only(self.zeros)).finalise()
+            return self._zeros_only(self.zeros)
         e = max(anchors)
         (fine, lo, hi), (fine_n, lo_n, hi_n) = (h.fine_state(e) for h in (self.pos, self.neg))
         fine += fine_n
         np.minimum(lo, lo_n, out=lo)
         np.maximum(hi, hi_n, out=hi)
-        total = int(fine.sum()) + self.zeros
-        return self._finalise(e, fine, lo, hi, max(self.pos.amax, self.neg.amax), total)
+        return self._finalise(e, fine, lo, hi, max(self.pos.amax, self.neg.amax), self.zeros)
 
     def finalise_relu(self, finite_count: int) -> tuple[np.ndarray, float, int]:
         """The histogram of max(x, 0) over the same batches, `finite_count` its finite values
         (those of x, plus any -inf, which max(x, 0) made 0): everything not positive is 0."""
         if self.pos.exponent is None:
-            return ExactHistogram.from_fine(*self._zeros_only(finite_count)).finalise()
+            return self._zeros_only(finite_count)
         fine, lo, hi = self.pos.fine_state(self.pos.exponent)
-        total = finite_count
-        return self._finalise(self.pos.exponent, fine, lo, hi, self.pos.amax, total)
+        zeros = finite_count - int(fine.sum())
+        return self._finalise(self.pos.exponent, fine, lo, hi, self.pos.amax, zeros)
 
-    def _finalise(self, exponent, fine, lo, hi, amax, total) -> tuple[np.ndarray, float, int]:
-        zeros = total - int(fine.sum())
-        if zeros:  # bin 0, whose bounds then include 0 (as `add_zeros` does)
-            fine[0] += zeros
-            lo[0] = min(lo[0], 0.0)
-            hi[0] = max(hi[0], 0.0)
+    def _finalise(self, exponent, fine, lo, hi, amax, zeros) -> tuple[np.ndarray, float, int]:
+        """Resample a fine state (a copy) plus `zeros` in bin 0 as `ExactHistogram` does."""
+        add_zeros(fine, lo, hi, zeros)
+        total = int(fine.sum())
         return ExactHistogram.from_fine(
             self.num_bins, exponent, fine, lo, hi, amax, total
         ).finalise()
 
-    def _zeros_only(self, total: int) -> tuple:
-        """`from_fine` arguments of a histogram that saw zeros only (or nothing)."""
+    def _zeros_only(self, total: int) -> tuple[np.ndarray, float, int]:
+        """The histogram of `total` zeros (or of nothing): all in bin 0, range 0."""
         h = ExactHistogram(self.num_bins)
-        if total:
-            h.fine[0] = total
-            h.lo[0] = h.hi[0] = 0.0
-        return (self.num_bins, None, h.fine, h.lo, h.hi, 0.0, total)
+        h.total = total
+        return h.finalise()
 
 
 class ReluView:
