@@ -194,6 +194,39 @@ def test_skipping_every_tensor_is_an_error(conv_data):
         calibrate(model, source, CalibrationSettings(overrides=overrides), progress=False)
 
 
+def test_the_onnxruntime_session_is_released_on_every_error_after_it_is_built(
+    conv_data, monkeypatch
+):
+    import trtcalib.capture as capture_module
+
+    model, _, source = conv_data
+    closed = []
+    real_close = capture_module.ActivationCapture.close
+    monkeypatch.setattr(
+        capture_module.ActivationCapture,
+        "close",
+        lambda self: closed.append(self._session is not None) or real_close(self),
+    )
+    overrides = TensorOverrides.from_entries([{"tensors": "*", "skip": True}])
+    with pytest.raises(ConfigError, match="all 8 tensors are skipped"):
+        collect_statistics(model, source, CalibrationSettings(overrides=overrides), progress=False)
+    assert closed == [True]
+    # an override that only fails when resolved against the tensor names
+    overrides = TensorOverrides.from_entries([{"tensors": "relu*", "percentile": 200}])
+    settings = CalibrationSettings("percentile", overrides=overrides)
+    with pytest.raises(ConfigError, match="percentile"):
+        collect_statistics(model, source, settings, progress=False)
+    assert closed == [True, True]
+
+    def bad_batches():
+        yield {"input": np.zeros((4, 3, 8, 8), np.float32)}
+        yield {"input": np.zeros((4, 5, 8, 8), np.float32)}  # wrong channel count
+
+    with pytest.raises(DataError, match="onnxruntime failed on this batch"):
+        collect_statistics(model, bad_batches(), CalibrationSettings(batch_size=4), progress=False)
+    assert closed == [True, True, True]
+
+
 def test_tensors_restricts_the_cache(conv_data):
     model, _, source = conv_data
     settings = CalibrationSettings("minmax", batch_size=25, tensors=["relu1", "input"])

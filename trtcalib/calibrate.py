@@ -193,52 +193,28 @@ def collect_statistics(
     check_fixed_batch(model, settings, getattr(source, "num_samples", None))
     warm_up_in_background()  # numba's start-up overlaps with onnxruntime's
     capture = ActivationCapture(model, settings.tensors, derive=derive)
-    tensor_settings = resolve_tensor_settings(capture.tensor_names, settings, params)
-    skipped = [name for name, ts in tensor_settings.items() if ts.skip]
-    if len(skipped) == len(tensor_settings):
-        capture.close()
-        raise ConfigError(f"all {len(skipped)} tensors are skipped by the overrides: no cache")
-    kept = [name for name, ts in tensor_settings.items() if not ts.skip]
-    # an alias copies the statistics of its root, collected even where the root is skipped
-    needed = {capture.aliases.get(name, name) for name in kept}
-    # exact policy: a Relu derived from a collected input reads that input's signed histogram
-    # (one pass over the data for both; `stats.signed`)
-    views = {}
-    if settings.histogram == "exact":
-        views = {o: i for o, i in capture.derived.items() if o in needed and i in needed}
-    collectors = {
-        name: TensorCollector(
-            name,
-            num_bins=settings.num_bins,
-            histogram=settings.histogram,
-            growth=settings.growth,
-            signed=name in views.values(),
-        )
-        for name in capture.tensor_names
-        if name in needed
-    }
-    for relu, relu_input in views.items():
-        collectors[relu] = collectors[relu_input].relu_collector(relu)
     fingerprint = DataFingerprint()
-    total = getattr(source, "num_samples", None)
-    if total is not None and settings.last_batch == "drop":
-        total -= total % settings.batch_size
-    if workers is None:
-        workers = min(os.cpu_count() or 1, 8)
-    workers = max(1, min(workers, len(collectors)))
-    pool = ThreadPoolExecutor(max_workers=workers) if (workers > 1 or overlap) else None
-    pending: list[Future] = []
-    num_samples = 0
-    num_batches = 0
+    pool = None
     bar = None
-    task = None
-    if progress:
-        from trtcalib.console import make_progress
-
-        bar = make_progress("samples")
-        bar.start()
-        task = bar.add_task("calibrating", total=total)
     try:
+        collectors, kept, skipped, tensor_settings = _make_collectors(capture, settings, params)
+        total = getattr(source, "num_samples", None)
+        if total is not None and settings.last_batch == "drop":
+            total -= total % settings.batch_size
+        if workers is None:
+            workers = min(os.cpu_count() or 1, 8)
+        workers = max(1, min(workers, len(collectors)))
+        pool = ThreadPoolExecutor(max_workers=workers) if (workers > 1 or overlap) else None
+        pending: list[Future] = []
+        num_samples = 0
+        num_batches = 0
+        task = None
+        if progress:
+            from trtcalib.console import make_progress
+
+            bar = make_progress("samples")
+            bar.start()
+            task = bar.add_task("calibrating", total=total)
         batches = iter_batches(source, settings.batch_size, last=settings.last_batch)
 
         def hash_batch(batch: Any) -> None:
@@ -277,6 +253,40 @@ def collect_statistics(
     return Collected(
         stats, fingerprint.hexdigest(), num_samples, num_batches, skipped, tensor_settings
     )
+
+
+def _make_collectors(
+    capture: Any, settings: CalibrationSettings, params: Mapping[str, Any]
+) -> tuple[dict[str, TensorCollector], list[str], list[str], dict[str, TensorSettings]]:
+    """One collector per tensor to collect (an alias shares its root's; a Relu derived from a
+    collected input is a view of that input's signed histogram), the kept and the skipped
+    tensor names, and every tensor's resolved settings."""
+    tensor_settings = resolve_tensor_settings(capture.tensor_names, settings, params)
+    skipped = [name for name, ts in tensor_settings.items() if ts.skip]
+    if len(skipped) == len(tensor_settings):
+        raise ConfigError(f"all {len(skipped)} tensors are skipped by the overrides: no cache")
+    kept = [name for name, ts in tensor_settings.items() if not ts.skip]
+    # an alias copies the statistics of its root, collected even where the root is skipped
+    needed = {capture.aliases.get(name, name) for name in kept}
+    # exact policy: a Relu derived from a collected input reads that input's signed histogram
+    # (one pass over the data for both; `stats.signed`)
+    views = {}
+    if settings.histogram == "exact":
+        views = {o: i for o, i in capture.derived.items() if o in needed and i in needed}
+    collectors = {
+        name: TensorCollector(
+            name,
+            num_bins=settings.num_bins,
+            histogram=settings.histogram,
+            growth=settings.growth,
+            signed=name in views.values(),
+        )
+        for name in capture.tensor_names
+        if name in needed
+    }
+    for relu, relu_input in views.items():
+        collectors[relu] = collectors[relu_input].relu_collector(relu)
+    return collectors, kept, skipped, tensor_settings
 
 
 def check_fixed_batch(

@@ -133,3 +133,28 @@ def test_bad_batch_size(batch):
 def test_bad_policy():
     with pytest.raises(ConfigError, match="keep, pad, drop"):
         list(iter_batches(make_chunks([2]), 2, "wrap"))
+
+
+def test_chunks_that_cannot_share_a_batch_name_the_input():
+    chunks = [
+        {"a": np.zeros((3, 2), np.float32)},
+        {"a": np.zeros((3, 5), np.float32)},
+    ]
+    with pytest.raises(
+        DataError, match=r"input 'a': batch 0 mixes samples of shape \[2\] and \[5\]"
+    ):
+        list(iter_batches(chunks, 4))
+    renamed = [{"a": np.zeros((3, 2), np.float32)}, {"b": np.zeros((3, 2), np.float32)}]
+    with pytest.raises(DataError, match=r"batch 0: its chunks name different inputs"):
+        list(iter_batches(renamed, 4))
+
+
+def test_a_chunk_whose_inputs_disagree_on_the_sample_count_is_an_error():
+    chunks = [
+        {"a": np.zeros((4, 2)), "b": np.zeros((4, 2))},
+        {"a": np.zeros((4, 2)), "b": np.zeros((3, 2))},
+    ]
+    with pytest.raises(
+        DataError, match=r"chunk 1: its inputs hold different sample counts \('a' 4, 'b' 3\)"
+    ):
+        list(iter_batches(chunks, 4))

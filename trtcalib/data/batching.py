@@ -33,14 +33,32 @@ class Batch:
         return self.size - self.num_real
 
 
-def _rows(chunk: dict[str, np.ndarray]) -> int:
+def _rows(chunk: dict[str, np.ndarray], index: int) -> int:
+    # the file sources check this against the model; a plain iterable of chunks may not
+    rows = {name: len(array) for name, array in chunk.items()}
+    if len(set(rows.values())) > 1:
+        found = ", ".join(f"{name!r} {count}" for name, count in rows.items())
+        raise DataError(f"chunk {index}: its inputs hold different sample counts ({found})")
     return len(next(iter(chunk.values())))
 
 
-def _join(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _join(pieces: list[dict[str, np.ndarray]], index: int) -> dict[str, np.ndarray]:
     if len(pieces) == 1:
         return pieces[0]
-    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    first = pieces[0]
+    for piece in pieces[1:]:
+        if piece.keys() != first.keys():
+            raise DataError(
+                f"batch {index}: its chunks name different inputs "
+                f"({sorted(first)} and {sorted(piece)})"
+            )
+        for name, array in piece.items():
+            if np.shape(array)[1:] != np.shape(first[name])[1:]:
+                raise DataError(
+                    f"input {name!r}: batch {index} mixes samples of shape "
+                    f"{list(np.shape(first[name])[1:])} and {list(np.shape(array)[1:])}"
+                )
+    return {k: np.concatenate([p[k] for p in pieces]) for k in first}
 
 
 def iter_batches(src: object, batch_size: int, last: str = "keep") -> Iterator[Batch]:
@@ -58,8 +76,8 @@ def iter_batches(src: object, batch_size: int, last: str = "keep") -> Iterator[B
     pending_rows = 0
     index = 0
     total = 0
-    for chunk in chunks:
-        rows = _rows(chunk)
+    for number, chunk in enumerate(chunks):
+        rows = _rows(chunk, number)
         total += rows
         start = 0
         while start < rows:
@@ -73,15 +91,15 @@ def iter_batches(src: object, batch_size: int, last: str = "keep") -> Iterator[B
             pending_rows += take
             start += take
             if pending_rows == batch_size:
-                yield Batch(_join(pending), index, batch_size)
+                yield Batch(_join(pending, index), index, batch_size)
                 index += 1
                 pending, pending_rows = [], 0
     if pending_rows:
         if last == "keep":
-            yield Batch(_join(pending), index, pending_rows)
+            yield Batch(_join(pending, index), index, pending_rows)
             index += 1
         elif last == "pad":
-            arrays = _join(pending)
+            arrays = _join(pending, index)
             fill = batch_size - pending_rows
             arrays = {
                 k: np.concatenate([v, np.repeat(v[-1:], fill, axis=0)]) for k, v in arrays.items()
