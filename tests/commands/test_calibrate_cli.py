@@ -157,6 +157,27 @@ def test_reuse_auto_notices_other_parameters(cli, work):
     assert r.exit_code == 0 and "recalibrating" in r.stderr and "num_bins" in r.stderr
 
 
+def test_reuse_auto_reads_the_data_twice_only_when_everything_else_matches(cli, work, monkeypatch):
+    import trtcalib.calibrate as calibrate_module
+
+    calls = []
+    for name in ("data_fingerprint", "planned_tensors"):
+        real = getattr(calibrate_module, name)
+        monkeypatch.setattr(
+            calibrate_module,
+            name,
+            lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k),
+        )
+    args = ("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache")
+    assert cli(*args).exit_code == 0 and calls == []
+    r = cli(*args, "--batch", "5")  # settings differ: no pass over the data before calibrating
+    assert r.exit_code == 0 and "recalibrating" in r.stderr and "batch size" in r.stderr
+    assert calls == []
+    r = cli(*args, "--batch", "5")  # all else matches: the data and the tensors are compared
+    assert r.exit_code == 0 and "reusing" in r.stderr
+    assert calls == ["data_fingerprint", "planned_tensors"]
+
+
 def test_reuse_always_takes_any_parseable_cache(cli, work):
     (work / "c.cache").write_text("TRT-8601-MinMaxCalibration\ninput: 3c010204\n")
     r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache",

@@ -172,18 +172,25 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
     from trtcalib.fingerprint import model_fingerprint
 
     full_params = settings.check()
+    cheap = {
+        "model_fingerprint": model_fingerprint(onnx_model),
+        "algorithm": settings.calibrator,
+        "params": settings.provenance_params(full_params),
+        "batch_size": settings.batch_size,
+        "histogram": settings.histogram,
+        "trt_version": settings.trt_version,
+    }
     try:
-        decision = reuse_decision(
-            path,
-            model_fingerprint=model_fingerprint(onnx_model),
-            data_fingerprint=data_fingerprint(source, settings.batch_size, settings.last_batch),
-            algorithm=settings.calibrator,
-            params=settings.provenance_params(full_params),
-            batch_size=settings.batch_size,
-            histogram=settings.histogram,
-            trt_version=settings.trt_version,
-            tensor_names=planned_tensors(onnx_model, settings),
-        )
+        decision = reuse_decision(path, **cheap)
+        if decision.reusable and decision.provenance is not None:
+            # only now what costs: a pass over all the data (its fingerprint) and an
+            # onnxruntime session (the tensor names), which a recalibration would repeat
+            decision = reuse_decision(
+                path,
+                **cheap,
+                data_fingerprint=data_fingerprint(source, settings.batch_size, settings.last_batch),
+                tensor_names=planned_tensors(onnx_model, settings),
+            )
     except CacheFormatError as exc:
         raise CacheFormatError(f"{exc}{hint}") from None
     if decision.reusable and decision.provenance is not None:
