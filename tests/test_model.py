@@ -78,3 +78,60 @@ def test_truncated_external_weights_file_is_named(tmp_path):
     with pytest.raises(ModelError, match=r"cannot read external weights \(ext\.weights\)") as info:
         load_model(path)
     assert "\n" not in str(info.value)
+
+
+def test_weights_of_constants_in_subgraphs_and_functions_are_found(tmp_path):
+    """Constant values inside an If branch and a local function, moved to their own files,
+    are checked like initializers (onnx converts attribute tensors too)."""
+    import onnx
+    from onnx import TensorProto, external_data_helper, helper, numpy_helper
+
+    def constant(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+
+    big = np.arange(64, dtype=np.float32).reshape(8, 8)
+
+    def branch(name):
+        out = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [8, 8])]
+        return helper.make_graph([constant(name, big)], name, [], out)
+
+    function = helper.make_function(
+        "local",
+        "AddK",
+        ["x"],
+        ["y"],
+        [constant("fk", big), helper.make_node("Add", ["x", "fk"], ["y"])],
+        [helper.make_opsetid("", 17)],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "If", ["c"], ["z"], then_branch=branch("k1"), else_branch=branch("k2")
+            ),
+            helper.make_node("AddK", ["z"], ["out"], domain="local"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [8, 8])],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+        functions=[function],
+    )
+    external_data_helper.convert_model_to_external_data(
+        model, all_tensors_to_one_file=False, size_threshold=0, convert_attribute=True
+    )
+    path = tmp_path / "sub.onnx"
+    onnx.save_model(model, str(path))
+    files = sorted(p.name for p in tmp_path.iterdir() if p.name != "sub.onnx")
+    assert files == ["fk", "k1", "k2"]  # the function's constant and the two branches'
+    loaded = load_model(path)
+    branch_value = loaded.graph.node[0].attribute[0].g.node[0].attribute[0].t
+    np.testing.assert_array_equal(numpy_helper.to_array(branch_value), big)
+    for name in files:
+        kept = (tmp_path / name).read_bytes()
+        (tmp_path / name).unlink()
+        with pytest.raises(ModelError, match=rf"external weights file '{name}' not found"):
+            load_model(path)
+        (tmp_path / name).write_bytes(kept)

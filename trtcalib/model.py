@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +49,34 @@ def load_model(path: str | Path, *, load_weights: bool = True) -> onnx.ModelProt
     return model
 
 
+def _stored_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor the file stores: initializers and tensor-valued node attributes (Constant
+    values), in subgraphs (If, Loop, Scan bodies) and local functions too -- the tensors whose
+    bytes `onnx.save_model(..., save_as_external_data=True)` may move to another file."""
+
+    def in_graph(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.TensorProto]:
+        for node in nodes:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+                subgraphs = [attribute.g] if attribute.HasField("g") else []
+                for graph in [*subgraphs, *attribute.graphs]:
+                    yield from graph.initializer
+                    yield from in_graph(graph.node)
+
+    yield from model.graph.initializer
+    yield from in_graph(model.graph.node)
+    for function in model.functions:
+        yield from in_graph(function.node)
+
+
 def _load_external_weights(model: onnx.ModelProto, path: Path) -> None:
     """Read weights stored in files next to the model; name the file when one is unusable."""
     from onnx import external_data_helper as ext
 
     locations = []
-    for tensor in ext._get_all_tensors(model):
+    for tensor in _stored_tensors(model):
         if ext.uses_external_data(tensor):
             location = ext.ExternalDataInfo(tensor).location
             if location not in locations:
