@@ -84,6 +84,25 @@ def test_auto_reuse_skips_calibration_and_says_so(cli, workdir, no_tensorrt):
     assert "calibrating on the CPU" in changed.stderr
 
 
+def test_auto_reuse_reads_the_data_only_when_model_and_settings_match(
+    cli, workdir, no_tensorrt, monkeypatch
+):
+    import trtcalib.calibrate as calibrate_module
+
+    calls = []
+    real = calibrate_module.data_fingerprint
+    monkeypatch.setattr(
+        calibrate_module, "data_fingerprint", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    args = ("build", "model.onnx", "--data", "calib.npz", "--no-progress", "--cache", "c.cache")
+    assert cli(*args, "--batch", "8").exit_code == 3 and calls == []
+    changed = cli(*args, "--batch", "4")
+    assert changed.exit_code == 3 and "not reusing" in changed.stderr
+    assert "batch size" in changed.stderr and calls == []
+    again = cli(*args, "--batch", "4")
+    assert again.exit_code == 3 and "calibration skipped" in again.stderr and calls == [1]
+
+
 def test_tensorrt_11_target_writes_the_qdq_model(cli, workdir, no_tensorrt):
     result = cli(*BUILD, "--trt-version", "11")
     assert result.exit_code == 3

@@ -176,21 +176,23 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
     from trtcalib.fingerprint import model_fingerprint
 
     full = settings.check()
-    decision = reuse_decision(
-        path,
-        model_fingerprint=model_fingerprint(model),
-        data_fingerprint=None
-        if source is None
-        else data_fingerprint(source, o.batch, o.last_batch),
-        algorithm=o.calibrator,
-        params=settings.provenance_params(full),
-        batch_size=o.batch,
-        histogram=None,  # a CPU-made cache (any histogram policy) or TensorRT's own: both fine
+    cheap = {
+        "model_fingerprint": model_fingerprint(model),
+        "algorithm": o.calibrator,
+        "params": settings.provenance_params(full),
+        "batch_size": o.batch,
+        "histogram": None,  # a CPU-made cache (any histogram policy) or TensorRT's own: both fine
         # TensorRT 11 reads no cache: only its scales go into the Q/DQ model, so a TensorRT 8/10
         # cache is as good as one with a TRT-11 header (the migration path to TensorRT 11)
-        trt_version=settings.trt_version if major <= LAST_IMPLICIT_MAJOR else None,
-        tensor_names=None,  # the model fingerprint already pins the tensors
-    )
+        "trt_version": settings.trt_version if major <= LAST_IMPLICIT_MAJOR else None,
+        "tensor_names": None,  # the model fingerprint already pins the tensors
+    }
+    decision = reuse_decision(path, **cheap)
+    if decision.reusable and decision.provenance is not None and source is not None:
+        # the data (a pass over all of it) only when all else matches: a recalibration reads it
+        decision = reuse_decision(
+            path, **cheap, data_fingerprint=data_fingerprint(source, o.batch, o.last_batch)
+        )
     if decision.reusable and decision.provenance is not None:
         made_by = decision.provenance.extra.get("calibrated_by", "trtcalib on the CPU")
         info(f"reusing {path}: its provenance matches (made by {made_by}): calibration skipped")
