@@ -9,6 +9,7 @@ import pytest
 
 from trtcalib.errors import ConfigError
 from trtcalib.stats import TensorCollector, compute_amax, get_algorithm
+from trtcalib.stats.collector import TensorStats
 
 
 def stats_of(data, num_bins=2048, histogram="trt"):
@@ -18,14 +19,27 @@ def stats_of(data, num_bins=2048, histogram="trt"):
 
 
 def ref_percentile(counts, width, p):
-    """First bin whose cumulative fraction reaches p/100; its LEFT edge."""
-    total = float(sum(counts))
-    running = 0.0
-    for j, c in enumerate(counts):
-        running += c / total
-        if running >= p / 100:
+    """First bin whose cumulative count reaches p/100 of the total (exact rational arithmetic on
+    the float64 counts, p read as the decimal it was written as); its LEFT edge."""
+    from fractions import Fraction
+
+    exact = [Fraction(float(c)) for c in counts]
+    target = Fraction(repr(p)) / 100 * sum(exact)
+    running = Fraction(0)
+    for j, c in enumerate(exact):
+        running += c
+        if running >= target:
             return j * width
     return len(counts) * width
+
+
+def counts_stats(counts, range_max=1.0):
+    """A TensorStats holding exactly `counts` (only the fields the algorithms read matter)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return TensorStats(
+        "t", "exact", counts, range_max, range_max, 0.0, range_max, None, None,
+        int(counts.sum()), 0, 0, 0, 1,
+    )  # fmt: skip
 
 
 def ref_qdq_error(counts, width, amax):
@@ -67,6 +81,44 @@ class TestPercentile:
         s = stats_of(data)
         expect = ref_percentile(s.counts, s.bin_width, p)
         assert compute_amax(s, "percentile", percentile=p) == pytest.approx(expect, rel=1e-12)
+
+    def test_p_100_is_the_left_edge_of_the_last_non_empty_bin(self):
+        rng = np.random.default_rng(11)
+        for _ in range(200):
+            counts = np.zeros(2048)
+            used = rng.integers(1, 2048)
+            counts[:used] = rng.integers(0, 50, size=used)
+            counts[used - 1] = rng.integers(1, 50)
+            s = counts_stats(counts)
+            assert compute_amax(s, "percentile", percentile=100.0) == (used - 1) * s.bin_width
+
+    @pytest.mark.parametrize(
+        "head, tail_bin, p",
+        [(999_900, 2000, 99.99), (9_500, 1500, 95.0), (95_000, 300, 95.0), (61_728, 900, 50.0)],
+    )
+    def test_a_quantile_on_a_bin_boundary_stays_in_its_bin(self, head, tail_bin, p):
+        """The quantile falls exactly after bin 99: summing rounded fractions jumped over the
+        empty bins to the tail (reported: 20x too large an amax)."""
+        counts = np.zeros(2048)
+        counts[:100] = head // 100
+        total = round(counts.sum() * 100 / p)
+        counts[tail_bin] = total - counts.sum()
+        s = counts_stats(counts)
+        assert compute_amax(s, "percentile", percentile=p) == 99 * s.bin_width
+        assert ref_percentile(counts, s.bin_width, p) == 99 * s.bin_width
+
+    def test_random_whole_counts_match_the_exact_reference(self):
+        rng = np.random.default_rng(12)
+        for _ in range(300):
+            counts = rng.integers(0, 30, size=256).astype(np.float64)
+            counts[rng.integers(0, 256)] += 1
+            s = counts_stats(counts)
+            for p in (50.0, 90.0, 99.0, 99.9, 99.99, 100.0):
+                expect = ref_percentile(counts, s.bin_width, p)
+                assert compute_amax(s, "percentile", percentile=p) == expect, (p, counts)
+
+    def test_nothing_binned_gives_zero(self):
+        assert compute_amax(counts_stats(np.zeros(2048)), "percentile", percentile=99.0) == 0.0
 
     def test_default_is_99_99(self):
         data = np.random.default_rng(3).standard_normal(100_000).astype(np.float32)
