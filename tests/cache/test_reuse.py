@@ -40,8 +40,42 @@ def cache_path(tmp_path):
 
 def test_matching_cache_is_reusable(cache_path):
     decision = reuse_decision(cache_path, **SETTINGS)
-    assert decision.reusable and bool(decision)
+    assert decision.reusable and bool(decision) and decision.verified
     assert decision.reasons == [] and decision.unchecked == []
+    assert decision.why_not_verified() == []
+
+
+@pytest.mark.parametrize(
+    ("drop", "words"),
+    [
+        ("cache_sha256", "cache checksum"),
+        ("model_fingerprint", "model"),
+        ("data_fingerprint", "data"),
+        ("batch_size", "batch size"),
+        ("histogram", "histogram policy"),
+    ],
+)
+def test_a_sidecar_missing_a_field_is_not_verified(cache_path, drop, words):
+    """Deleting a field from the sidecar must not turn a check into a pass: auto needs
+    `verified`, and an edited cache behind a sidecar without its checksum is not reused."""
+    import json
+
+    from trtcalib.cache import sidecar_path
+
+    side = sidecar_path(cache_path)
+    data = json.loads(side.read_text())
+    assert drop in data
+    del data[drop]
+    side.write_text(json.dumps(data))
+    decision = reuse_decision(cache_path, **SETTINGS)
+    assert decision.reusable and not decision.verified  # reasons stay for real mismatches
+    assert any(words in u for u in decision.unchecked), decision.unchecked
+    assert any(line.startswith("not verifiable: ") for line in decision.why_not_verified())
+    if drop == "cache_sha256":  # the edit is invisible to the checks, not to `verified`
+        edited = cache_path.read_bytes().replace(b"3c23d70a", b"3f800000")
+        assert edited != cache_path.read_bytes()
+        cache_path.write_bytes(edited)
+        assert not reuse_decision(cache_path, **SETTINGS).verified
 
 
 @pytest.mark.parametrize(

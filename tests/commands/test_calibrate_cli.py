@@ -178,6 +178,21 @@ def test_reuse_auto_reads_the_data_twice_only_when_everything_else_matches(cli, 
     assert calls == ["data_fingerprint", "planned_tensors"]
 
 
+def test_reuse_auto_recalibrates_when_the_sidecar_lost_its_checksum(cli, work):
+    import json
+
+    args = ("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache")
+    assert cli(*args).exit_code == 0
+    side = work / "c.cache.json"
+    data = json.loads(side.read_text())
+    del data["cache_sha256"]
+    side.write_text(json.dumps(data))
+    r = cli(*args)
+    assert r.exit_code == 0 and "recalibrating" in r.stderr, r.stderr
+    assert "not verifiable: cache checksum" in r.stderr
+    assert "cache_sha256" in json.loads(side.read_text())  # the new sidecar has it again
+
+
 def test_reuse_always_takes_any_parseable_cache(cli, work):
     (work / "c.cache").write_text("TRT-8601-MinMaxCalibration\ninput: 3c010204\n")
     r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache",

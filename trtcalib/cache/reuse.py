@@ -2,8 +2,10 @@
 
 Drives `--reuse-cache auto|always|never`. A cache without a sidecar (written by TensorRT) can only
 be checked for its header (algorithm, TensorRT major version) and tensor names; what could not be
-checked is listed in `unchecked`, and such a cache counts as reusable when those checks pass
-(TensorRT's own caches must stay usable).
+checked is listed in `unchecked`, and such a cache counts as `reusable` when those checks pass
+(TensorRT's own caches must stay usable, e.g. by `cache verify` and `--reuse-cache always`).
+`--reuse-cache auto` asks for more (`ReuseDecision.verified`): a sidecar that vouches for
+everything compared, so a sidecar missing its cache checksum or a fingerprint is not enough.
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ class ReuseDecision:
 
     def __bool__(self) -> bool:
         return self.reusable
+
+    @property
+    def verified(self) -> bool:
+        """What `--reuse-cache auto` needs: a sidecar, nothing against reuse, and everything
+        asked for actually compared (a sidecar missing a field proves nothing about it)."""
+        return self.reusable and self.provenance is not None and not self.unchecked
+
+    def why_not_verified(self) -> list[str]:
+        """The reasons, then what the sidecar could not vouch for."""
+        return self.reasons + [f"not verifiable: {item}" for item in self.unchecked]
 
 
 def _short_fp(value: str | None) -> str:
@@ -128,6 +140,10 @@ def reuse_decision(
         }
         unchecked.extend(f"{what}: {why}" for what, value in wanted.items() if value is not None)
     else:
+        if prov.cache_sha256 is None:
+            unchecked.append(
+                "cache checksum: the sidecar has none, so an edit of the cache would go unnoticed"
+            )
         _compare_fingerprint(
             reasons, unchecked, "model", "model changed", prov.model_fingerprint, model_fingerprint
         )

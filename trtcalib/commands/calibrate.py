@@ -182,7 +182,7 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
     }
     try:
         decision = reuse_decision(path, **cheap)
-        if decision.reusable and decision.provenance is not None:
+        if decision.verified:
             # only now what costs: a pass over all the data (its fingerprint) and an
             # onnxruntime session (the tensor names), which a recalibration would repeat
             decision = reuse_decision(
@@ -193,7 +193,7 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
             )
     except CacheFormatError as exc:
         raise CacheFormatError(f"{exc}{hint}") from None
-    if decision.reusable and decision.provenance is not None:
+    if decision.verified:
         info(f"reusing {path}: model, data and settings match its provenance (no calibration)")
         recorded = {n: r.amax for n, r in decision.provenance.tensors.items() if r.amax is not None}
         amax = {n: recorded.get(n, a) for n, a in decision.cache.amax.items()}
@@ -208,8 +208,7 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
             f"so --reuse-cache auto will neither reuse nor overwrite it ({found}): use "
             "--reuse-cache always to use it, never to recalibrate over it, or another --cache"
         )
-    reasons = decision.reasons
-    info(f"recalibrating, {path} cannot be reused: " + "; ".join(reasons))
+    info(f"recalibrating, {path} cannot be reused: " + "; ".join(decision.why_not_verified()))
     return False
 
 

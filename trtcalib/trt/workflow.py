@@ -188,12 +188,12 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
         "tensor_names": None,  # the model fingerprint already pins the tensors
     }
     decision = reuse_decision(path, **cheap)
-    if decision.reusable and decision.provenance is not None and source is not None:
+    if decision.verified and source is not None:
         # the data (a pass over all of it) only when all else matches: a recalibration reads it
         decision = reuse_decision(
             path, **cheap, data_fingerprint=data_fingerprint(source, o.batch, o.last_batch)
         )
-    if decision.reusable and decision.provenance is not None:
+    if decision.verified:
         made_by = decision.provenance.extra.get("calibrated_by", "trtcalib on the CPU")
         info(f"reusing {path}: its provenance matches (made by {made_by}): calibration skipped")
         return decision.cache
@@ -207,7 +207,7 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
             "--reuse-cache always to build from it, never to recalibrate over it, or another "
             "--cache"
         )
-    info(f"not reusing {path}: " + "; ".join(decision.reasons))
+    info(f"not reusing {path}: " + "; ".join(decision.why_not_verified()))
     return None
 
 
