@@ -248,7 +248,8 @@ def test_per_channel_weight_scales_match_numpy():
     weights_b = {i.name: numpy_helper.to_array(i) for i in conv.graph.initializer}
     cases = [
         # (qdq model, weight, expected axis, max|w| over these axes)
-        (qdq_a, weights_a, "up_w", 1, (0, 2, 3)),  # ConvTranspose [I, O, k, k]: axis 1
+        # ConvTranspose [I, O, k, k]: axis 0, input channels (what TensorRT's kernels take)
+        (qdq_a, weights_a, "up_w", 0, (1, 2, 3)),
         (qdq_a, weights_a, "proj_w", 1, (0,)),  # MatMul B [K, N]: output channels on axis 1
         (qdq_b, weights_b, "w1", 0, (1, 2, 3)),  # Conv [O, I, k, k]: axis 0
         (qdq_b, weights_b, "wfc", 0, (1,)),  # Gemm transB=1: B is [N, K], axis 0

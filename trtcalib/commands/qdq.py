@@ -209,7 +209,8 @@ def qdq_command(
 
     Folds BatchNormalization into its Conv (as TensorRT does), then quantizes every input of
     Conv, ConvTranspose, Gemm and MatMul (activations per tensor with the cache's scale, zero
-    point 0; weights per output channel, max|w|/127, kept float32 + Q/DQ) and the residual input
+    point 0; weights per channel, max|w|/127, kept float32 + Q/DQ: output channels, input
+    channels for ConvTranspose as TensorRT requires) and the residual input
     of Adds TensorRT fuses into a Conv. Tensors without a scale stay in float and are listed.
     Default output: <model stem>.qdq.onnx in the current directory.
 

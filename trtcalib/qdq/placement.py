@@ -41,19 +41,20 @@ def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
 
 
 def weight_axis(node: onnx.NodeProto, input_index: int, ndim: int) -> int | None:
-    """The output-channel axis of a constant operand, or None for per-tensor quantization.
+    """The per-channel axis of a constant operand, or None for per-tensor quantization.
 
-    Conv weight [O, I/g, k...]: 0. ConvTranspose weight [I, O/g, k...]: 1. Gemm B is [K, N]
+    Conv weight [O, I/g, k...]: 0, its output channels. ConvTranspose weight [I, O/g, k...]: 0,
+    its INPUT channels: TensorRT's deconvolution kernels take per-input-channel weight scales
+    and do not support per-output-channel ones (NVIDIA/TensorRT#2380, #1694: axis 1 gave wrong
+    INT8 results; pytorch-quantization and ModelOpt default to axis 0 since). Gemm B is [K, N]
     (transB=0) or [N, K] (transB=1); A (rare as a constant) is [M, K] or [K, M] with transA.
     MatMul B [..., K, N]: last axis; A [..., M, K]: second to last.
     """
     if ndim < 2:
         return None
     op = node.op_type
-    if op == "Conv":
+    if op in ("Conv", "ConvTranspose"):
         return 0
-    if op == "ConvTranspose":
-        return 1
     if op == "Gemm":
         if input_index == 1:
             return 0 if _attr(node, "transB", 0) else 1
