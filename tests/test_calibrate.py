@@ -284,6 +284,27 @@ def test_inf_activation_gives_inf_scale(capsys):
     assert "tensor 'root': 0 NaN and 1 Inf" in capsys.readouterr().err
 
 
+def test_a_percentile_in_bin_0_of_a_non_zero_tensor_warns_about_its_zero_scale(capsys):
+    x = np.zeros((1, 3000), np.float32)
+    x[0, 0] = 16.0  # one value in 3000: the 99th percentile is a zero, in bin 0
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3000])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    settings = CalibrationSettings("percentile", batch_size=1, params={"percentile": 99.0})
+    result = calibrate(model, [{"x": x}], settings, progress=False)
+    assert result.cache.scales == {"x": 0.0, "y": 0.0}
+    lines = [line for line in capsys.readouterr().err.splitlines() if "scale 0" in line]
+    assert len(lines) == 2 and "tensor 'x': amax 0 although max |x| = 16" in lines[0]
+    # all-zero data is not warned about: its scale 0 is right
+    calibrate(model, [{"x": np.zeros((1, 3000), np.float32)}], settings, progress=False)
+    assert "scale 0" not in capsys.readouterr().err
+
+
 def test_padded_last_batch_counts_real_samples_only(two_input_data):
     model, a, b, source = two_input_data
     settings = CalibrationSettings("minmax", batch_size=10, last_batch="pad")

@@ -420,6 +420,18 @@ def nonfinite_report(stats: Mapping[str, TensorStats], exclude: Iterable[str] = 
     return lines
 
 
+def zero_scale_report(stats: Mapping[str, TensorStats], amax: Mapping[str, float]) -> list[str]:
+    """One warning line per tensor whose amax is 0 although it holds non-zero values: a
+    percentile (or legacy) quantile in histogram bin 0. Its cache entry reads `0`, the value of
+    an all-zero tensor: TensorRT gets no usable range and the Q/DQ export leaves it in float."""
+    return [
+        f"tensor {name!r}: amax 0 although max |x| = {s.amax:.6g} (the quantile falls in the "
+        "first histogram bin): scale 0 in the cache; raise the percentile or --num-bins"
+        for name, s in stats.items()
+        if amax.get(name) == 0.0 and s.amax > 0.0
+    ]
+
+
 def calibrate(
     model_path: onnx.ModelProto | str | os.PathLike,
     source: Any,
@@ -449,6 +461,11 @@ def calibrate(
         value = compute_amax(s, ts.algorithm, **ts.params)
         amax[name] = float(value)
         scales[name] = scale_from_amax(value)
+    if warn_nonfinite:
+        from trtcalib.console import warn
+
+        for line in zero_scale_report(collected.stats, amax):
+            warn(line)
     algorithm = get_algorithm(settings.calibrator)
     cache = CalibrationCache.from_scales(
         scales, algorithm=algorithm.trt_algorithm, trt_version=settings.trt_version
@@ -513,4 +530,5 @@ __all__ = [
     "nonfinite_report",
     "resolve_tensor_settings",
     "widest_and_narrowest",
+    "zero_scale_report",
 ]
