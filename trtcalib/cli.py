@@ -75,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except MemoryError as exc:  # e.g. numpy's "Unable to allocate 715. GiB for an array ..."
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "allocation failed"
+        err_console.print(
+            Text.assemble(
+                ("error: ", "red"),
+                f"out of memory ({detail}): use a smaller --batch (or fewer samples)",
+            )
+        )
+        return 1
     return 0
 
 

@@ -193,6 +193,44 @@ def test_reuse_auto_recalibrates_when_the_sidecar_lost_its_checksum(cli, work):
     assert "cache_sha256" in json.loads(side.read_text())  # the new sidecar has it again
 
 
+def test_the_cache_must_not_replace_the_config_file(cli, work):
+    config = work / "cfg.toml"
+    config.write_text("[calibrate]\nbatch = 5\n")
+    for mode in ("auto", "never"):
+        r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--config", config,
+                "--cache", config, "--reuse-cache", mode)  # fmt: skip
+        _assert_one_line_error(r, "is the --config file")
+        assert config.read_text() == "[calibrate]\nbatch = 5\n"
+
+
+@pytest.mark.parametrize(
+    ("last", "what"),
+    [("keep", "one partial batch of 20 samples"),
+     ("pad", "one batch of 20 samples padded with 12 repeats")],
+)  # fmt: skip
+def test_a_batch_larger_than_the_data_says_what_the_batches_are(cli, work, last, what):
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--batch", "32",
+            "--last-batch", last, "--no-progress")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert f"--batch 32 is larger than the 20 samples: {what}" in r.stderr
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(cli, work, monkeypatch):
+    import trtcalib.calibrate as calibrate_module
+
+    def allocate(*args, **kwargs):
+        raise MemoryError("Unable to allocate 715. GiB for an array with shape (999999984, 3)")
+
+    monkeypatch.setattr(calibrate_module, "calibrate", allocate)
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--no-progress")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("error: out of memory (Unable to allocate 715. GiB") and "--batch" in last
+    )
+    assert not (work / "caches" / "conv.entropy.b32.cache").exists()
+
+
 def test_reuse_always_takes_any_parseable_cache(cli, work):
     (work / "c.cache").write_text("TRT-8601-MinMaxCalibration\ninput: 3c010204\n")
     r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache",

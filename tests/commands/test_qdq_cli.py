@@ -121,6 +121,19 @@ def test_qdq_refuses_to_overwrite_the_input_model(cli, files):
     assert files["model"].read_bytes() == before
 
 
+def test_outputs_never_replace_the_provenance_sidecar_of_the_cache(cli, files):
+    """The sidecar (CACHE.json) is what makes the cache reusable: qdq -o / eval --json must not
+    turn it into an ONNX file or a report, even when it does not exist yet."""
+    side = files["cache"].with_name(files["cache"].name + ".json")
+    for command in (
+        ("qdq", files["model"], "--cache", files["cache"], "-o", side),
+        ("eval", files["model"], "--cache", files["cache"], "-d", files["data"], "--json", side),
+    ):
+        result = cli(*command)
+        assert_one_line_error(result, "provenance sidecar", str(side))
+        assert not side.exists()
+
+
 @pytest.mark.parametrize(
     ("case", "fragments"),
     [

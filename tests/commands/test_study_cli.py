@@ -67,6 +67,16 @@ def test_default_out_dir_is_study_out_model_stem(cli, tiny, tmp_path, monkeypatc
     assert not list((tmp_path / "study-out" / "model").glob("*.png"))
 
 
+def test_out_that_is_a_file_is_an_error_before_any_work(cli, tiny, tmp_path, monkeypatch):
+    import trtcalib.study.batch_size as batch_size
+
+    model, data, _ = tiny
+    monkeypatch.setattr(batch_size, "run_batch_size_study", lambda *a, **k: pytest.fail("ran"))
+    r = cli("study", "batch-size", model, "--data", data, "--batches", "2", "--out", data)
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"error: --out {data}: exists and is not a folder"
+
+
 def test_jobs_two_writes_the_same_results_as_jobs_one(cli, tiny, tmp_path):
     model, data, _ = tiny
     texts = []

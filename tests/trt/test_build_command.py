@@ -312,6 +312,7 @@ def test_auto_never_overwrites_a_cache_without_provenance(cli, workdir, no_tenso
         (("--cache", "model.onnx"), "--cache model.onnx: is the model"),
         (("--engine", "model.onnx"), "--engine model.onnx: is the model"),
         (("--engine", "e.bin", "--cache", "e.bin"), "--cache and --engine are the same file"),
+        (("--engine", "c.cache.json", "--cache", "c.cache"), "is the --cache's provenance sidecar"),
     ],
 )
 def test_outputs_never_replace_the_inputs(cli, workdir, no_tensorrt, args, message):

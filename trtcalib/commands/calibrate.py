@@ -96,6 +96,7 @@ def register(app: typer.Typer) -> None:
             reuse_cache=reuse_cache,
             progress=progress,
             data_options=data_options,
+            config_path=config,
         )
 
 
@@ -108,21 +109,25 @@ def run_calibrate(
     reuse_cache: str,
     progress: bool,
     data_options: DataOptions,
+    config_path: Path | None = None,
 ) -> None:
-    from trtcalib.console import info
+    from trtcalib.console import info, warn
     from trtcalib.paths import check_writable, default_cache_path
 
     default_path = cache_path is None
     path = cache_path or default_cache_path(model, settings.calibrator, settings.batch_size)
-    _check_cache_spares_inputs(path, model, data)
+    _check_cache_spares_inputs(path, model, data, config_path)
     check_writable(path, create_parents=default_path, kind="cache file")
 
-    from trtcalib.data import open_source
+    from trtcalib.data import batch_beyond_data, open_source
     from trtcalib.model import input_specs, load_model
 
     onnx_model = load_model(model)
     source = open_source(data, input_specs(onnx_model), data_options)
     info(f"data: {source.describe()}")
+    note = batch_beyond_data(settings.batch_size, source.num_samples, settings.last_batch)
+    if note:
+        warn(note)
 
     if (
         reuse_cache != "never"
@@ -141,14 +146,17 @@ def run_calibrate(
     _summary(result.amax, result.cache, path, skipped=result.skipped)
 
 
-def _check_cache_spares_inputs(path: Path, model: Path, data: str) -> None:
-    """`-o model.onnx` or `-o calib.npz` must not turn an input into a cache (nor its sidecar)."""
+def _check_cache_spares_inputs(
+    path: Path, model: Path, data: str, config: Path | None = None
+) -> None:
+    """`--cache model.onnx`, `calib.npz` or `cfg.toml` must not turn an input into a cache (nor
+    into its sidecar)."""
     from trtcalib.cache import sidecar_path
     from trtcalib.paths import check_outputs_spare_inputs, data_path
 
     check_outputs_spare_inputs(
         {"--cache": path, "--cache (its provenance sidecar)": sidecar_path(path)},
-        {"the model": model, "the --data source": data_path(data)},
+        {"the model": model, "the --data source": data_path(data), "the --config file": config},
     )
 
 

@@ -118,6 +118,10 @@ def _check_spares_inputs(option: str, out: Path | None, inputs: dict[str, object
     from trtcalib.paths import check_outputs_spare_inputs, data_path
 
     paths = {what: None if p is None else data_path(str(p)) for what, p in inputs.items()}
+    if inputs.get("the --cache") is not None:  # writing over it would orphan the cache
+        from trtcalib.cache import sidecar_path
+
+        paths["the --cache's provenance sidecar"] = sidecar_path(Path(str(inputs["the --cache"])))
     check_outputs_spare_inputs({option: out}, paths)
 
 

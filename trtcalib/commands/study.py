@@ -178,6 +178,8 @@ def batch_size(
     settings.validate()
     options = dopt.data_options(subset_len=subset_len, sample_method=sample_method, seed=seed)
     out_dir = out if out is not None else Path("study-out") / model.stem
+    if out_dir.exists() and not out_dir.is_dir():  # checked before the long capture
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
 
     from trtcalib.study.batch_size import run_batch_size_study
 

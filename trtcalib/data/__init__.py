@@ -10,7 +10,7 @@ Sources: file.npz | file.npy | directory of .npy/.npz | image folder | script.py
 CLI commands share the `--data` options from `trtcalib.data.cli_options`.
 """
 
-from trtcalib.data.batching import Batch, iter_batches
+from trtcalib.data.batching import Batch, batch_beyond_data, iter_batches
 from trtcalib.data.options import (
     LAST_BATCH_POLICIES,
     DataOptions,
@@ -23,6 +23,7 @@ from trtcalib.data.validate import fixed_batch_size
 __all__ = [
     "LAST_BATCH_POLICIES",
     "Batch",
+    "batch_beyond_data",
     "BatchSource",
     "DataOptions",
     "ImageOptions",

@@ -61,6 +61,21 @@ def _join(pieces: list[dict[str, np.ndarray]], index: int) -> dict[str, np.ndarr
     return {k: np.concatenate([p[k] for p in pieces]) for k in first}
 
 
+def batch_beyond_data(batch_size: int, num_samples: int | None, last: str) -> str | None:
+    """What the batches are when `batch_size` exceeds the data (legal: it may be the engine's
+    OPT batch, and it names the cache), as a warning line; None when it does not."""
+    if num_samples is None or batch_size <= num_samples:
+        return None
+    if last == "pad":
+        fill = batch_size - num_samples
+        what = f"one batch of {num_samples} samples padded with {fill} repeats of the last one"
+    elif last == "keep":
+        what = f"one partial batch of {num_samples} samples"
+    else:
+        return None  # drop: iter_batches reports that no batch is left
+    return f"--batch {batch_size} is larger than the {num_samples} samples: {what}"
+
+
 def iter_batches(src: object, batch_size: int, last: str = "keep") -> Iterator[Batch]:
     """Batches of exactly `batch_size` samples from `src` (a BatchSource or an iterable of
     `{name: array}` chunks). The last partial batch is kept (smaller), padded (repeating the

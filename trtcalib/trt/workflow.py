@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trtcalib.cache import atomic_write_bytes
-from trtcalib.console import info
+from trtcalib.console import info, warn
 from trtcalib.errors import ConfigError, DataError, ModelError, TensorRTUnavailableError
 from trtcalib.paths import (
     check_outputs_spare_inputs,
@@ -141,6 +141,12 @@ def _check_outputs_spare_inputs(o: BuildOptions, cache: Path, engine: Path) -> N
     check_outputs_spare_inputs(outputs, inputs)
     if same_file(cache, engine):
         raise ConfigError(f"--cache and --engine are the same file ({cache}); choose two paths")
+    from trtcalib.cache import sidecar_path
+
+    check_outputs_spare_inputs(
+        {"--engine": engine, "--engine (its Q/DQ model)": outputs["--engine (its Q/DQ model)"]},
+        {"the --cache's provenance sidecar": sidecar_path(cache)},
+    )
 
 
 def finish_command(o: BuildOptions, major: int, cache: Path, engine: Path) -> str:
@@ -285,10 +291,13 @@ def run_build(o: BuildOptions) -> BuildReport:
     shapes = opt_shapes(specs, o.batch, o.model)
     source = None
     if o.data is not None:
-        from trtcalib.data import DataOptions, open_source
+        from trtcalib.data import DataOptions, batch_beyond_data, open_source
 
         source = open_source(o.data, specs, o.data_options or DataOptions())
         info(f"data: {source.describe()}")
+        note = batch_beyond_data(o.batch, source.num_samples, o.last_batch)
+        if note:
+            warn(note)
     report.cache = cache_path
     info(
         f"target: {report.target}; calibration batches of {o.batch} (the OPT shape), "
