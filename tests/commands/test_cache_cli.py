@@ -264,6 +264,36 @@ def test_verify_int_outputs_are_not_required(cli, tmp_path):
     assert cli("cache", "verify", path, "--model", model).exit_code == 0
 
 
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda text: text.replace("3c23d70a", "7fc00000", 1), "NaN or negative scales (1)"),
+        (lambda text: text.replace("3c23d70a", "bf800000", 1), "NaN or negative scales (1)"),
+        (
+            lambda text: text.replace("EntropyCalibration2", "FooCalibration", 1),
+            "header algorithm 'FooCalibration' is no TensorRT calibrator",
+        ),
+    ],
+)
+def test_verify_fails_a_cache_tensorrt_cannot_use(cli, tmp_path, conv_model_file, edit, words):
+    path = tmp_path / "trt.cache"
+    lines = ["TRT-101601-EntropyCalibration2"] + [f"{n}: 3c23d70a" for n in CONV_ACTIVATIONS]
+    path.write_text(edit("\n".join(lines) + "\n"))
+    result = cli("cache", "verify", path, "--model", conv_model_file)
+    assert result.exit_code == 1, result.stdout
+    assert words in result.stdout and "NOT REUSABLE" in result.stdout
+    data = strict_json(cli("cache", "verify", path, "-m", conv_model_file, "--json").stdout)
+    assert data["reusable"] is False and any(words in p for p in data["problems"])
+
+
+def test_verify_fails_a_sidecar_that_cannot_vouch_for_the_model(cli, tmp_path, conv_model_file):
+    """A sidecar without a model fingerprint, checked against another model: not 'OK'."""
+    path = write_conv_cache(tmp_path, CONV_ACTIVATIONS, Provenance("entropy"))
+    result = cli("cache", "verify", path, "--model", conv_model_file)
+    assert result.exit_code == 1
+    assert "not verifiable: model" in result.stdout and "NOT REUSABLE" in result.stdout
+
+
 def test_verify_with_provenance(cli, tmp_path, conv_model_file):
     fp = model_fingerprint(tinymodels.conv_model())
     path = write_conv_cache(tmp_path, CONV_ACTIVATIONS, Provenance("entropy", model_fingerprint=fp))

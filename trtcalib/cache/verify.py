@@ -7,6 +7,7 @@ reported separately from names that point at another model.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -62,10 +63,13 @@ class VerifyReport:
     unknown: list[str] = field(default_factory=list)  # cache names the model does not have
     trt_internal: list[str] = field(default_factory=list)  # TensorRT-made names
     not_calibrated: list[str] = field(default_factory=list)  # known, but weights/int tensors
+    # what makes the cache unusable beyond the reuse reasons: NaN or negative scales, a header
+    # TensorRT does not know, a sidecar that does not vouch for what it was asked about
+    problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.decision.reusable
+        return self.decision.reusable and not self.problems
 
 
 def verify_cache(
@@ -90,6 +94,7 @@ def verify_cache(
     report = VerifyReport(decision)
     if cache is None:
         return report
+    report.problems = _problems(decision)
     report.missing = [n for n in wanted if n not in cache.scales]
     known = model_tensor_names(model)
     wanted_set = set(wanted)
@@ -103,3 +108,22 @@ def verify_cache(
         else:
             report.unknown.append(name)
     return report
+
+
+def _problems(decision: ReuseDecision) -> list[str]:
+    from trtcalib.cache.reuse import trt_algorithm_name
+
+    cache = decision.cache
+    problems = []
+    bad = [name for name, scale in cache.scales.items() if math.isnan(scale) or scale < 0]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        problems.append(f"NaN or negative scales ({len(bad)}): {shown}")
+    if trt_algorithm_name(cache.algorithm) is None:
+        problems.append(
+            f"header algorithm {cache.algorithm!r} is no TensorRT calibrator: TensorRT would not "
+            "use this cache"
+        )
+    if decision.provenance is not None:  # a sidecar must vouch for what it was asked about
+        problems.extend(f"not verifiable: {item}" for item in decision.unchecked)
+    return problems

@@ -343,8 +343,9 @@ def verify_command(
             {
                 "cache": str(cache_path),
                 "model": str(model_path),
-                "reusable": decision.reusable,
+                "reusable": report.ok,
                 "reasons": decision.reasons,
+                "problems": report.problems,
                 "unchecked": decision.unchecked,
                 "has_provenance": decision.provenance is not None,
                 "missing": report.missing,
@@ -385,15 +386,17 @@ def verify_command(
                     + ", ".join(report.not_calibrated)
                 )
             )
-        for item in decision.unchecked:
-            warn(f"not checked: {item}")
-        for reason in decision.reasons:
-            console.print(Text(f"- {reason}"))
-        verdict = "OK: the cache fits the model" if decision.reusable else "NOT REUSABLE"
+        if decision.provenance is None:  # a TensorRT cache: what only a sidecar could tell
+            for item in decision.unchecked:
+                warn(f"not checked: {item}")
+        if report.unknown:
+            warn(f"{len(report.unknown)} cache tensors are not in {model_path}")
+        for reason in decision.reasons + report.problems:
+            if not (report.missing and reason.startswith("tensors missing from the cache")):
+                console.print(Text(f"- {reason}"))  # (the missing ones are listed above)
+        verdict = "OK: the cache fits the model" if report.ok else "NOT REUSABLE"
         console.print(Text(verdict))
-    if report.unknown and not as_json:
-        warn(f"{len(report.unknown)} cache tensors are not in {model_path}")
-    if not decision.reusable:
+    if not report.ok:
         raise typer.Exit(1)
 
 
