@@ -104,7 +104,7 @@ def test_any_sidecar_json_raises_only_cache_format_error(value):
 @given(
     st.dictionaries(
         st.sampled_from(["a", "b: c", "(Unnamed Layer* 2) [Shuffle]_output"]),
-        st.floats(width=32, allow_nan=False),
+        st.floats(width=32, min_value=0.0, allow_nan=False),  # TensorRT scales: >= 0 or inf
         min_size=1,
     )
 )
@@ -118,13 +118,23 @@ def test_json_round_trip_property(scales):
     [
         ("1" + "0" * 400, "tensor 'a'"),  # a JSON integer too large for a float: no traceback
         ("1e40", "beyond the float32 range"),  # finite, but would be written as inf (7f800000)
+        ("-1", "scale -1.0 is not usable by TensorRT"),
+        ('"nan"', "scale nan is not usable by TensorRT"),
     ],
-    ids=["huge-integer", "1e40"],
+    ids=["huge-integer", "1e40", "negative", "nan"],
 )
 def test_json_scale_outside_float32_is_a_one_line_error(scale, message):
     text = '{"trt_version": 8601, "algorithm": "MinMaxCalibration", "tensors": {"a": {"scale": '
     with pytest.raises(CacheFormatError, match=message):
         cache_from_json(text + scale + "}}}", "s.json")
+
+
+def test_json_negative_hex_and_no_tensors_are_errors():
+    head = '{"trt_version": 8601, "algorithm": "MinMaxCalibration", "tensors": '
+    with pytest.raises(CacheFormatError, match="scale -1.0 is not usable"):
+        cache_from_json(head + '{"a": {"hex": "bf800000"}}}', "s.json")
+    with pytest.raises(CacheFormatError, match=r"s\.json: 'tensors' is empty"):
+        cache_from_json(head + "{}}", "s.json")
 
 
 def test_json_hex_that_is_not_a_string_is_named():

@@ -433,6 +433,17 @@ def test_convert_json_scale_only(cli, tmp_path):
         ("{not json", ["--to", "cache"], ["JSON"]),
         (None, ["--to", "cache", "--trt-version", "abc"], ["--trt-version"]),
         (None, ["--to", "cache", "--algorithm", "a b"], ["--algorithm"]),
+        (None, ["--to", "cache", "--algorithm", "FooCalibration"], ["not a TensorRT calibration"]),
+        (
+            '{"algorithm": "X", "trt_version": 8601, "tensors": {"a": {"scale": 1.0}}}',
+            ["--to", "cache"],
+            ["algorithm 'X' is no TensorRT calibration algorithm", "--algorithm"],
+        ),
+        (
+            '{"algorithm": "X", "trt_version": 8601, "tensors": {"a": {"scale": -1.0}}}',
+            ["--to", "json"],
+            ["not usable by TensorRT"],
+        ),
     ],
 )
 def test_convert_bad_input_writes_nothing(cli, tmp_path, cache_file, content, args, words):

@@ -97,11 +97,19 @@ def cache_from_json(text: str | bytes, source: str = "<json>") -> CalibrationCac
             )
         if from_hex is None and from_scale is None:
             raise CacheFormatError(f"{source}: tensor {name!r}: needs 'hex' or 'scale'")
+        for value in (from_hex, from_scale):
+            if value is not None and (math.isnan(value) or value < 0):
+                raise CacheFormatError(
+                    f"{source}: tensor {name!r}: scale {value} is not usable by TensorRT "
+                    "(a scale is >= 0; 0 means an all-zero tensor, inf an infinite range)"
+                )
         if from_hex is not None and from_scale is not None and not _close(from_hex, from_scale):
             raise CacheFormatError(
                 f"{source}: tensor {name!r}: 'hex' {entry['hex']} and 'scale' {from_scale} disagree"
             )
         scales[name] = from_hex if from_hex is not None else from_scale
+    if not scales:
+        raise CacheFormatError(f"{source}: 'tensors' is empty: a cache needs at least one scale")
     try:
         return CalibrationCache(algorithm=algorithm, trt_version=version, scales=scales)
     except CacheFormatError as exc:

@@ -103,6 +103,8 @@ def format_trt_version(code: int | None) -> str:
 
 def scale_to_hex(scale: float) -> str:
     """float32 bits of `scale`, lower case, no padding: 1.0 -> "3f800000", 0.0 -> "0"."""
+    if scale == 0:  # also -0.0: one spelling for "nothing to quantize"
+        return "0"
     bits = np.array(scale, dtype=np.float32).view(np.uint32).item()
     return format(bits, "x")
 
@@ -275,6 +277,7 @@ class CalibrationCache:
                 header = self._header_text  # keep e.g. leading zeros of the version
         lines = [header]
         for name, scale in self.scales.items():
+            _check_name(name)  # `scales` is a plain dict: an entry may bypass the checks
             raw = self._raw_lines.get(name)
             if raw is not None and same_float32(hex_to_scale(raw[1]), scale):
                 lines.append(raw[0])
@@ -305,7 +308,8 @@ def parse_cache(data: bytes, source: str = "<bytes>") -> CalibrationCache:
         line = data[: data.index(b"\x00")].count(b"\n") + 1
         raise CacheFormatError(f"{source}:{line}: binary data (NUL byte), not a calibration cache")
     try:
-        text = data.decode("utf-8")
+        # a byte order mark (Windows editors) is not part of the header
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise CacheFormatError(

@@ -493,10 +493,25 @@ def convert_command(
 
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", algorithm):
             raise ConfigError(f"--algorithm {algorithm!r}: must be an identifier")
-        cache.algorithm = algorithm
+        from trtcalib.cache import trt_algorithm_name
+
+        known = trt_algorithm_name(algorithm)
+        if known is None:
+            raise ConfigError(
+                f"--algorithm {algorithm!r}: not a TensorRT calibration algorithm (e.g. "
+                "EntropyCalibration2, MinMaxCalibration); TensorRT would ignore the cache"
+            )
+        cache.algorithm = known
     if kind == "cache":
         if cache.trt_version is None:
             raise CacheFormatError(f"{source}: no trt_version; pass --trt-version (e.g. 10.16.1)")
+        from trtcalib.cache import trt_algorithm_name
+
+        if trt_algorithm_name(cache.algorithm) is None:
+            raise CacheFormatError(
+                f"{source}: algorithm {cache.algorithm!r} is no TensorRT calibration algorithm "
+                "(TensorRT would ignore the cache); pass --algorithm, e.g. EntropyCalibration2"
+            )
         # TensorRT's own spelling: lower-case hex, LF line ends, trailing newline
         cache = CalibrationCache.from_scales(cache.scales, cache.algorithm, cache.trt_version)
         if output is None:
