@@ -466,6 +466,24 @@ def test_exclude_by_node_name_and_op_type():
     assert by_type.quantized == ["flat"]
 
 
+def test_a_model_with_nothing_to_quantize_is_an_error_not_an_unchanged_copy():
+    relu_only = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    with pytest.raises(ModelError, match="nothing to quantize: no Conv, ConvTranspose"):
+        quantize_model(relu_only, {"x": 0.1, "y": 0.1})
+    model = tinymodels.conv_model()
+    scales = {n: 0.05 for n in activation_names(model)}
+    with pytest.raises(ModelError, match="left after --exclude"):
+        quantize_model(model, scales, exclude=["Conv", "Gemm", "Add"])
+
+
 def test_unknown_exclude_is_an_error():
     model = tinymodels.conv_model()
     with pytest.raises(ModelError, match="nope"):

@@ -191,6 +191,12 @@ def quantize_model(
     excluded = resolve_exclude(graph, exclude)
     view = GraphView(graph)
     sites = find_sites(view, excluded)
+    if not sites:  # writing the model unchanged would look like a success
+        why = " left after --exclude" if excluded else ""
+        raise ModelError(
+            f"nothing to quantize: no Conv, ConvTranspose, Gemm or MatMul{why} in the model "
+            "(Q/DQ goes on the inputs of those layers)"
+        )
     elem_types = tensor_elem_types(work)
 
     # --- decide each activation tensor once (a tensor may feed several weighted ops)
