@@ -82,6 +82,11 @@ def test_empty_config_is_fine(tmp_path):
         ("[calibrate]\ntrt_version = 'ten'\n", r"trt_version: must be a TensorRT version"),
         ("[calibrate]\ncalibrator = 3\n", r"calibrator: must be a non-empty string"),
         ("[calibrate]\nparams = { q = 'x' }\n", r"params: must be a table of numbers"),
+        ("[calibrate]\npercentile = 101\n", r"percentile: must be a number in \(0, 100\]"),
+        ("[calibrate]\npercentile = 0\n", r"percentile: must be a number in \(0, 100\]"),
+        ("[calibrate]\nnum_bins = 100\n", r"num_bins: must be a power of two from 128"),
+        ("[calibrate]\nnum_bins = 131072\n", r"num_bins: must be a power of two from 128"),
+        ("[calibrate]\ncalibrator = 'nope'\n", r"calibrator: unknown calibrator \(available: "),
         ("override = 3\n", r"'override' must be an array of tables"),
         ("[[override]]\ncalibrator = 'minmax'\n", r"\[\[override\]\] #1: missing key 'tensors'"),
         (

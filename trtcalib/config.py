@@ -63,12 +63,28 @@ def _positive_int(value: Any) -> str | None:
     return "must be a positive integer"
 
 
-def _name(value: Any) -> str | None:
-    return None if isinstance(value, str) and value else "must be a non-empty string"
+def _calibrator(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    from trtcalib.stats import available_algorithms
+
+    known = available_algorithms()
+    return None if value in known else f"unknown calibrator (available: {', '.join(known)})"
 
 
-def _finite_number(value: Any) -> str | None:
-    return None if _is_number(value) and math.isfinite(value) else "must be a number"
+def _num_bins(value: Any) -> str | None:
+    from trtcalib.calibrate import MAX_BINS
+
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if whole and 128 <= value <= MAX_BINS and not value & (value - 1):
+        return None
+    return f"must be a power of two from 128 to {MAX_BINS}"
+
+
+def _percentile(value: Any) -> str | None:
+    if _is_number(value) and 0.0 < value <= 100.0:
+        return None
+    return "must be a number in (0, 100]"
 
 
 def _tensor_list(value: Any) -> str | None:
@@ -97,12 +113,12 @@ def _params(value: Any) -> str | None:
 
 # [calibrate] key -> checker returning None (ok) or what is wrong
 CALIBRATE_KEYS = {
-    "calibrator": _name,
+    "calibrator": _calibrator,
     "batch": _positive_int,
     "histogram": _choice(HISTOGRAMS),
     "growth": _choice(GROWTHS),
-    "num_bins": _positive_int,
-    "percentile": _finite_number,
+    "num_bins": _num_bins,
+    "percentile": _percentile,
     "params": _params,
     "tensors": _tensor_list,
     "trt_version": _trt_version,
