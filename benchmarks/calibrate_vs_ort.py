@@ -126,7 +126,7 @@ def _child(mode: str, folder: Path, batch: int) -> dict:
         model, source, _ = _batches(folder, batch)
         settings = calib.CalibrationSettings("entropy", batch_size=batch, histogram=histogram)
         cpu_start, start = _cpu_seconds(), time.perf_counter()
-        out = calib.calibrate(model, source, settings, progress=False, warn_nonfinite=False)
+        out = calib.calibrate(model, source, settings, progress=False, warnings=False)
         out.cache.to_bytes()
         out.provenance.to_json()
         result["time"] = time.perf_counter() - start

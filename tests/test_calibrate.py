@@ -187,6 +187,14 @@ def test_overrides_skip_and_other_calibrator(two_input_data):
     assert planned_tensors(model, settings) == ["a", "b", "prod", "act"]
 
 
+def test_an_override_that_matches_no_tensor_is_a_warning(conv_data, capsys):
+    model, _, source = conv_data
+    overrides = TensorOverrides.from_entries([{"tensors": "rleu*", "calibrator": "minmax"}])
+    calibrate(model, source, CalibrationSettings(overrides=overrides), progress=False)
+    err = capsys.readouterr().err
+    assert "override #1 (tensors rleu*): matches no tensor of the model" in err
+
+
 def test_skipping_every_tensor_is_an_error(conv_data):
     model, _, source = conv_data
     overrides = TensorOverrides.from_entries([{"tensors": "*", "skip": True}])

@@ -438,22 +438,28 @@ def calibrate(
     settings: CalibrationSettings,
     progress: bool = True,
     *,
-    warn_nonfinite: bool = True,
+    warnings: bool = True,
 ) -> CalibrationResult:
-    """Calibrate `model_path` on `source`: the cache (not written) and its provenance."""
+    """Calibrate `model_path` on `source`: the cache (not written) and its provenance.
+
+    `warnings`: print one line per tensor with NaN/Inf activations or an amax of 0 despite
+    non-zero values, and per override entry that matches no tensor."""
     from trtcalib.fingerprint import model_fingerprint
     from trtcalib.model import input_specs
 
     model = _as_model(model_path)
     model_fp = model_fingerprint(model)
     collected = collect_statistics(model, source, settings, progress=progress)
-    if warn_nonfinite:
+    if warnings:
         from trtcalib.console import warn
 
         # the data source already reported its own inputs (see trtcalib.data.validate)
         inputs = getattr(source, "input_names", [])
         for line in nonfinite_report(collected.stats, exclude=inputs):
             warn(line)
+        if settings.overrides is not None:
+            for label in settings.overrides.unused(collected.settings):
+                warn(f"{label}: matches no tensor of the model (first match wins; a typo?)")
     amax: dict[str, float] = {}
     scales: dict[str, float] = {}
     for name, s in collected.stats.items():
@@ -461,7 +467,7 @@ def calibrate(
         value = compute_amax(s, ts.algorithm, **ts.params)
         amax[name] = float(value)
         scales[name] = scale_from_amax(value)
-    if warn_nonfinite:
+    if warnings:
         from trtcalib.console import warn
 
         for line in zero_scale_report(collected.stats, amax):

@@ -193,6 +193,14 @@ def test_reuse_auto_recalibrates_when_the_sidecar_lost_its_checksum(cli, work):
     assert "cache_sha256" in json.loads(side.read_text())  # the new sidecar has it again
 
 
+def test_growth_with_the_exact_histogram_is_a_warning(cli, work):
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--growth", "square", "--no-progress")
+    assert r.exit_code == 0 and "--growth only shapes --histogram trt" in r.stderr
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--growth", "square",
+            "--histogram", "trt", "--no-progress", "--reuse-cache", "never")  # fmt: skip
+    assert r.exit_code == 0 and "--growth" not in r.stderr
+
+
 def test_the_cache_must_not_replace_the_config_file(cli, work):
     config = work / "cfg.toml"
     config.write_text("[calibrate]\nbatch = 5\n")

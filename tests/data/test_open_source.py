@@ -190,3 +190,22 @@ def test_scalar_from_script(tmp_path):
     (tmp_path / "s.py").write_text("def load_data():\n    yield {'input': 3.0}\n")
     with pytest.raises(DataError, match=r"item 0: input 'input' is a scalar"):
         open_source(tmp_path / "s.py", ONE)
+
+
+@pytest.mark.parametrize("kind", ["npz", "folder", "script"])
+def test_image_options_for_arrays_or_scripts_are_an_error_not_ignored(tmp_path, kind):
+    x = np.zeros((4, 3, 8, 8), np.float32)
+    if kind == "npz":
+        spec = tmp_path / "x.npz"
+        np.savez(spec, input=x)
+    elif kind == "folder":
+        spec = tmp_path / "arrays"
+        spec.mkdir()
+        np.save(spec / "a.npy", x)
+    else:
+        spec = tmp_path / "load.py"
+        spec.write_text("import numpy as np\ndef load_data():\n    yield {}\n")
+    options = DataOptions(image=ImageOptions(resize=10, mean=(0.5, 0.5, 0.5)))
+    specs = [InputSpec("input", ("N", 3, 8, 8), np.dtype(np.float32))]
+    with pytest.raises(ConfigError, match=r"--resize, --mean: image options, but .*"):
+        open_source(spec, specs, options)

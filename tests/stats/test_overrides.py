@@ -73,3 +73,17 @@ def test_bad_entries(entries, match):
 def test_none_and_empty():
     assert TensorOverrides.from_entries(None).resolve("a", "minmax", {}).algorithm == "minmax"
     assert TensorOverrides.from_entries([]).match("a") is None
+
+
+def test_unused_lists_entries_that_decide_no_tensor():
+    overrides = TensorOverrides.from_entries(
+        [
+            {"tensors": "conv*", "skip": True},
+            {"tensors": "conv1", "calibrator": "minmax"},  # shadowed by the first entry
+            {"tensors": ["nomatch*", "relu1"], "calibrator": "minmax"},
+            {"tensors": "typo*", "skip": True},
+        ]
+    )
+    unused = overrides.unused(["input", "conv1", "relu1"])
+    assert unused == ["override #2 (tensors conv1)", "override #4 (tensors typo*)"]
+    assert TensorOverrides.from_entries([]).unused(["a"]) == []

@@ -160,6 +160,7 @@ def test_real_tensorrt_11_bindings_without_gpu_stop_cleanly(workdir, env_for):
         (("--reuse-cache", "maybe"), "--reuse-cache"),
         (("--workspace", "0"), "--workspace"),
         (("--trt-version", "9"), "--trt-version"),
+        (("--trt-version", "12"), "expected 10, 11"),  # unknown: calibrators or Q/DQ?
         (("--percentile", "0"), "--percentile"),
         (("--param", "quantile"), "--param"),
         (("--cuda", "opencl"), "--cuda"),
@@ -173,6 +174,13 @@ def test_bad_options_are_one_line_errors_and_write_nothing(
     assert result.exit_code == 2
     assert message in _one_error_line(result.stderr)
     assert not (workdir / "caches").exists() and not (workdir / "engines").exists()
+
+
+def test_fp16_is_said_to_do_nothing_for_tensorrt_11(cli, workdir, no_tensorrt):
+    result = cli(*BUILD, "--trt-version", "11", "--fp16")
+    assert result.exit_code == 3
+    assert "--fp16 has no effect on TensorRT 11" in result.stderr
+    assert "has no effect" not in cli(*BUILD, "--trt-version", "10", "--fp16").stderr
 
 
 def test_fixed_batch_model_with_another_batch(cli, workdir, no_tensorrt):

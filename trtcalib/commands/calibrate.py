@@ -88,6 +88,10 @@ def register(app: typer.Typer) -> None:
         settings = common.calibration_settings(
             cli, common.calibrator_params(param, percentile, cfg), cfg
         )
+        if settings.histogram == "exact" and (growth is not None or cfg.get("growth")):
+            from trtcalib.console import warn
+
+            warn("--growth only shapes --histogram trt: the exact policy never grows a range")
         run_calibrate(
             model=model,
             data=data,

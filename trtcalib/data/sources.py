@@ -16,7 +16,7 @@ from trtcalib.data.arrays import ArrayFile
 from trtcalib.data.options import DataOptions
 from trtcalib.data.subset import Selection, describe_selection, make_selection
 from trtcalib.data.validate import InputChecker, check_same_samples, format_shape
-from trtcalib.errors import DataError
+from trtcalib.errors import ConfigError, DataError
 from trtcalib.model import InputSpec
 
 CHUNK_BYTES = 16 * 2**20  # rows read at once: enough to amortise I/O, small next to a batch
@@ -201,6 +201,7 @@ def open_source(
             raise DataError(f"{path}: no such file")
         from trtcalib.data.script import ScriptSource
 
+        _refuse_image_options(options, f"{text} is a load_data() script")
         return ScriptSource(text, path, script[1], inputs, options)
     path = Path(text)
     if not path.exists():
@@ -209,11 +210,32 @@ def open_source(
         return _open_directory(text, path, inputs, options)
     suffix = path.suffix.lower()
     if suffix in ARRAY_EXTENSIONS:
+        _refuse_image_options(options, f"{text} holds arrays")
         return ArraySource(text, [path], inputs, options, kind=suffix[1:])
     raise DataError(
         f"{path}: unknown data format '{path.suffix or path.name}' "
         "(expected .npz, .npy, a folder of them, an image folder, or script.py[:func])"
     )
+
+
+def _refuse_image_options(options: DataOptions, what: str) -> None:
+    """--resize, --mean, ... only shape images: given for arrays they would be ignored, and the
+    user who wrote --mean 0.5 expects normalised data."""
+    from dataclasses import fields
+
+    from trtcalib.data.options import ImageOptions
+
+    default = ImageOptions()
+    given = [
+        "--" + f.name.replace("_", "-")
+        for f in fields(ImageOptions)
+        if getattr(options.image, f.name) != getattr(default, f.name)
+    ]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: image options, but {what}: prepare the arrays as the model "
+            "expects them (or point --data at an image folder)"
+        )
 
 
 def _open_directory(
@@ -230,6 +252,7 @@ def _open_directory(
                 f"{path}: mixes .npy/.npz files and images ({images_here[0].name}); "
                 "use one kind per folder"
             )
+        _refuse_image_options(options, f"{text} is a folder of arrays")
         return ArraySource(text, arrays, inputs, options, kind="directory")
     images = sorted(
         (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),

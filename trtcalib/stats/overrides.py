@@ -11,7 +11,7 @@ the entry names none).
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,12 @@ class TensorOverrides:
             if any(fnmatch.fnmatchcase(name, p) for p in entry.patterns):
                 return entry
         return None
+
+    def unused(self, names: Iterable[str]) -> list[str]:
+        """Labels of the entries that decide none of `names` (first match wins, so an entry
+        shadowed by earlier ones counts too): a typo in a glob would otherwise pass in silence."""
+        used = {entry.index for name in names if (entry := self.match(name)) is not None}
+        return [entry.label() for entry in self.entries if entry.index not in used]
 
     def resolve(self, name: str, algorithm: str, params: Mapping[str, Any]) -> TensorSettings:
         """Settings for tensor `name` given the run's algorithm and params (first match wins).

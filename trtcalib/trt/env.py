@@ -84,6 +84,17 @@ def probe_builder() -> str | None:
     return None
 
 
+def _wrong_major(found: Any, major: int) -> str | None:
+    """Why the installed TensorRT cannot serve a build path for `major` (None: same family)."""
+    if found.major is None:
+        return None
+    if found.major <= LAST_IMPLICIT_MAJOR < major:
+        return f"needs TensorRT {major}, found {found.version}"
+    if major <= LAST_IMPLICIT_MAJOR < found.major:
+        return f"TensorRT {found.version} has no calibrators (needs TensorRT 10)"
+    return None
+
+
 def environment() -> dict[str, Any]:
     """Everything `trtcalib env` reports, JSON-ready."""
     found = probe_tensorrt()
@@ -96,13 +107,13 @@ def environment() -> dict[str, Any]:
         (10, "TensorRT 10 INT8 engine (calibrators)"),
         (11, "TensorRT 11 Q/DQ engine"),
     ):
-        if not found.loaded:
+        # the wrong major first: whether its libraries load does not matter for this path
+        wrong = _wrong_major(found, major)
+        if wrong is not None:
+            ok, why = False, wrong
+        elif not found.loaded:
             why = found.error or "TensorRT does not import"
             ok = False
-        elif (found.major or 0) <= LAST_IMPLICIT_MAJOR and major > LAST_IMPLICIT_MAJOR:
-            ok, why = False, f"needs TensorRT {major}, found {found.version}"
-        elif (found.major or 0) > LAST_IMPLICIT_MAJOR and major <= LAST_IMPLICIT_MAJOR:
-            ok, why = False, f"TensorRT {found.version} has no calibrators (needs TensorRT 10)"
         elif builder_error is not None:
             ok, why = False, builder_error
         elif major <= LAST_IMPLICIT_MAJOR and not gpu:

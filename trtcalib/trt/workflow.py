@@ -96,7 +96,8 @@ def target_version(requested: str | None, found: TensorRTInfo) -> tuple[int, str
             return found.major, found.version
         return LAST_IMPLICIT_MAJOR, DEFAULT_VERSIONS[LAST_IMPLICIT_MAJOR]
     major = version_major(requested)
-    if major is None or major < 10 or not requested.replace(".", "").isdigit():
+    if major not in DEFAULT_VERSIONS or not requested.replace(".", "").isdigit():
+        # an unknown major: whether it calibrates (10) or takes Q/DQ (11) is not known
         raise ConfigError(
             f"--trt-version: expected 10, 11 or a version such as 10.16.1, got {requested!r}"
         )
@@ -245,6 +246,8 @@ def _save_onnx(model: Any, path: Path) -> None:
 
 def _blocker(found: TensorRTInfo, major: int) -> tuple[str | None, Any]:
     """(what stops the engine build here, or None; a TensorRT builder when there is one)."""
+    if found.major is not None and found.major != major:  # the other major's state is moot
+        return f"TensorRT {major} is needed but this machine has TensorRT {found.version}", None
     if not found.loaded:
         what = found.error or "TensorRT does not import"
         if found.version:
@@ -273,6 +276,11 @@ def run_build(o: BuildOptions) -> BuildReport:
     major, version = target_version(o.trt_version, found)
     implicit = major <= LAST_IMPLICIT_MAJOR
     report = BuildReport(target=f"TensorRT {version} ({'implicit' if implicit else 'explicit'})")
+    if o.fp16 and not implicit:
+        warn(
+            f"--fp16 has no effect on TensorRT {major}: its networks are strongly typed (each "
+            "layer runs in the precision of its inputs, INT8 where the Q/DQ model puts it)"
+        )
     settings = CalibrationSettings(
         calibrator=o.calibrator,
         params=dict(o.params),
