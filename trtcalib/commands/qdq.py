@@ -43,7 +43,6 @@ AllowPartialOpt = common.option(
 TopOpt = common.option(
     int,
     "--top",
-    min=1,
     help="Rows to print in the per-tensor and sensitivity tables. Default: 10.",
     panel=common.OUTPUT,
 )
@@ -71,7 +70,6 @@ SensitivityModeOpt = common.option(
 SensitivitySamplesOpt = common.option(
     int,
     "--sensitivity-samples",
-    min=1,
     help="Samples used for each sensitivity run (one run per layer). Default: 512.",
     panel=SENSITIVITY_PANEL,
 )
@@ -381,6 +379,9 @@ def eval_command(
             f"got {sensitivity_mode!r}"
         )
     batch = common.check_batch(common.resolve("batch", batch))
+    for option, value in (("--top", top), ("--sensitivity-samples", sensitivity_samples)):
+        if value < 1:  # one-line errors like every other bad value (not click's usage box)
+            raise ConfigError(f"{option} must be at least 1, got {value}")
     _check_json_target(json_out)
     _check_spares_inputs(
         "--json",

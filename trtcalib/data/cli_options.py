@@ -54,7 +54,6 @@ SubsetLen = Annotated[
     int | None,
     typer.Option(
         "--subset-len",
-        min=1,
         help="Use only N samples of the data. Default: all.",
         rich_help_panel=PANEL,
         show_default=False,
