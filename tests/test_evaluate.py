@@ -246,6 +246,6 @@ def test_labels_outside_the_classes_are_an_error(conv_setup, bad):
     labels = np.zeros(len(x), np.int64)
     labels[5] = bad
     with pytest.raises(
-        DataError, match=rf"1 labels outside the 4 classes .*label {bad} of sample 5"
+        DataError, match=rf"^y\.npy: 1 labels outside the 4 classes .*label {bad} of sample 5"
     ):
-        evaluate(model, qdq, source, labels, batch_size=6)
+        evaluate(model, qdq, source, labels, batch_size=6, labels_origin="y.npy")

@@ -244,6 +244,7 @@ def evaluate(
     per_tensor: bool = True,
     max_samples: int | None = None,
     progress=None,
+    labels_origin: str = "labels",
 ) -> EvalReport:
     """Run `model` (FP32) and `qdq_model` on the same batches of `source` and compare them.
 
@@ -302,7 +303,7 @@ def evaluate(
         if classifier is None and seen == 0:
             classifier = _classifier_output(model, fp32)
             if classifier is not None and labels is not None:
-                _check_label_range(labels, fp32[classifier].shape[-1], classifier)
+                _check_label_range(labels, fp32[classifier].shape[-1], classifier, labels_origin)
         if classifier is not None:
             top_fp32 = np.argmax(fp32[classifier], axis=-1)
             top_int8 = np.argmax(qdq[classifier], axis=-1)
@@ -505,13 +506,15 @@ def _labels_array(values: np.ndarray, origin: str) -> np.ndarray:
     raise DataError(f"{origin}: labels must be integer class indices, got {values.dtype}")
 
 
-def _check_label_range(labels: np.ndarray, num_classes: int, output: str) -> None:
+def _check_label_range(
+    labels: np.ndarray, num_classes: int, output: str, origin: str = "labels"
+) -> None:
     """A label outside [0, classes) is a wrong labels file, not a wrong prediction."""
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
         i = int(bad[0])
         raise DataError(
-            f"labels: {bad.size} labels outside the {num_classes} classes of '{output}' "
+            f"{origin}: {bad.size} labels outside the {num_classes} classes of '{output}' "
             f"(first: label {int(labels[i])} of sample {i}); wrong labels file?"
         )
 

@@ -193,6 +193,14 @@ def test_reuse_auto_recalibrates_when_the_sidecar_lost_its_checksum(cli, work):
     assert "cache_sha256" in json.loads(side.read_text())  # the new sidecar has it again
 
 
+def test_a_model_onnxruntime_refuses_is_named_in_the_error(cli, work):
+    model = tinymodels.conv_model()
+    model.graph.node[0].op_type = "NoSuchOp"
+    tinymodels.save(model, work, "odd.onnx")
+    r = cli("calibrate", "odd.onnx", "--data", "calib.npz", "--no-progress")
+    _assert_one_line_error(r, "odd.onnx: onnxruntime cannot load the model")
+
+
 def test_growth_with_the_exact_histogram_is_a_warning(cli, work):
     r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--growth", "square", "--no-progress")
     assert r.exit_code == 0 and "--growth only shapes --histogram trt" in r.stderr

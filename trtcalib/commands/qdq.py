@@ -153,17 +153,25 @@ def _fmt_pct(value: float | None) -> str:
 
 def _load_quantized(model_path: Path, cache_path: Path, exclude, allow_partial: bool):
     from trtcalib.cache import read_cache
+    from trtcalib.errors import ModelError
     from trtcalib.model import load_model
-    from trtcalib.qdq import DEFAULT_MIN_COVERAGE, quantize_model
+    from trtcalib.qdq import DEFAULT_MIN_COVERAGE, CacheMismatchError, quantize_model
 
     model = load_model(model_path)
     cache = read_cache(cache_path)
-    result = quantize_model(
-        model,
-        dict(cache.scales),
-        exclude or (),
-        min_coverage=0.0 if allow_partial else DEFAULT_MIN_COVERAGE,
-    )
+    try:
+        result = quantize_model(
+            model,
+            dict(cache.scales),
+            exclude or (),
+            min_coverage=0.0 if allow_partial else DEFAULT_MIN_COVERAGE,
+        )
+    except CacheMismatchError as exc:
+        raise CacheMismatchError(f"{cache_path}: {exc}") from None
+    except ModelError as exc:
+        if str(model_path) in str(exc):
+            raise
+        raise ModelError(f"{model_path}: {exc}") from None
     return model, cache, result
 
 
@@ -403,6 +411,7 @@ def eval_command(
             label_values,
             batch,
             progress=lambda n: bar.advance(task, n),
+            labels_origin=str(labels) if labels is not None else str(data),
         )
     for table in _eval_tables(report, top):
         console.print(table)
@@ -531,6 +540,7 @@ def compare_command(
                 label_values,
                 batch,
                 progress=lambda n, task=task, bar=bar: bar.advance(task, n),
+                labels_origin=str(labels) if labels is not None else str(eval_spec),
             )
         rows.append((name, calibrated, result, report))
 
