@@ -113,6 +113,11 @@ def test_bad_tensor_names_are_model_errors(name, message):
         ActivationCapture(model, tensors=[name])
 
 
+def test_every_unknown_tensor_name_is_counted_in_one_error():
+    with pytest.raises(ModelError, match=r"'nope1': not an .* \(and 2 more: nope2, nope3\)$"):
+        ActivationCapture(tinymodels.conv_model(), tensors=["nope1", "relu1", "nope2", "nope3"])
+
+
 def test_missing_input_and_wrong_shape_are_data_errors():
     cap = ActivationCapture(tinymodels.two_input_model())
     with pytest.raises(DataError, match="input 'b'"):

@@ -236,16 +236,19 @@ class ActivationCapture:
             wanted = [n for n in order if n not in constants and float_or_unknown(n)]
         else:
             requested = list(dict.fromkeys(tensors))
-            for name in requested:
-                if name not in known:
-                    hint = (
-                        " (an initializer: weights are not calibrated)"
-                        if (name in initializers)
-                        else ""
-                    )
-                    raise ModelError(
-                        f"tensor {name!r}: not an input or node output of the model{hint}"
-                    )
+            unknown = [name for name in requested if name not in known]
+            if unknown:
+                name = unknown[0]
+                hint = (
+                    " (an initializer: weights are not calibrated)" if name in initializers else ""
+                )
+                more = f" (and {len(unknown) - 1} more: {', '.join(unknown[1:4])}" + (
+                    ", ...)" if len(unknown) > 4 else ")"
+                )
+                raise ModelError(
+                    f"tensor {name!r}: not an input or node output of the model{hint}"
+                    + (more if len(unknown) > 1 else "")
+                )
                 if not float_or_unknown(name):
                     dtype = (
                         helper.tensor_dtype_to_np_dtype(types[name])

@@ -263,6 +263,11 @@ def check_batch(value: int) -> int:
     return value
 
 
+def count(n: int, noun: str) -> str:
+    """'1 tensor', '3 tensors'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def check_reuse_mode(mode: str) -> str:
     check_choice("--reuse-cache", "the reuse mode", mode, REUSE_MODES)
     return mode

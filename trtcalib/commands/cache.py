@@ -92,7 +92,7 @@ def show_command(
         return
     title = Text(
         f"{cache_path}: TensorRT {format_trt_version(cache.trt_version)} "
-        f"({cache.trt_version}), {cache.algorithm}, {len(cache)} tensors"
+        f"({cache.trt_version}), {cache.algorithm}, {common.count(len(cache), 'tensor')}"
     )
     table = Table(title=title)
     table.add_column("tensor", overflow="fold")
@@ -357,7 +357,10 @@ def verify_command(
     else:
         cache = decision.cache
         console.print(
-            Text(f"{cache_path}: {len(cache)} tensors, {cache.header}; model {model_path}")
+            Text(
+                f"{cache_path}: {common.count(len(cache), 'tensor')}, {cache.header}; "
+                f"model {model_path}"
+            )
         )
         if report.missing:
             console.print(

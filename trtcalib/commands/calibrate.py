@@ -236,7 +236,7 @@ def _summary(amax, cache, path: Path, *, skipped=(), reused=False) -> None:
 
     console.print(common.amax_table(amax, cache.scales))
     infinite = [n for n, v in amax.items() if math.isinf(v)]
-    line = f"{len(cache.scales)} tensors, header {cache.header}"
+    line = f"{common.count(len(cache.scales), 'tensor')}, header {cache.header}"
     if skipped:
         line += f", {len(skipped)} skipped by overrides"
     if infinite:
