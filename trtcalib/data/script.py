@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from trtcalib.console import warn
+from trtcalib.console import info, warn
 from trtcalib.data.options import DataOptions
 from trtcalib.data.sources import BatchSource
 from trtcalib.data.subset import reservoir
@@ -257,6 +257,11 @@ class ScriptSource(BatchSource):
         if limit is None:
             yield from self._all()
         elif self.options.sample_method == "random":
+            # a uniform subset of a stream needs all of it: an endless load_data() never ends
+            info(
+                f"{self.label}: --sample-method random reads every sample load_data() yields "
+                "before the first batch (it must end; sequential stops after --subset-len)"
+            )
             yield from reservoir(self._all(), self.options, self.label)
         else:
             remaining = limit
