@@ -103,8 +103,9 @@ def test_constant_tensor_can_be_named_explicitly():
     [
         ("nope", "'nope': not an input or node output"),
         ("w1", "initializer"),
-        ("shape", "only float tensors"),
-        ("as_int", "only float tensors"),
+        # named from the model's own types, before an onnxruntime session is built
+        ("shape", "'shape': is int64, only float tensors"),
+        ("as_int", "'as_int': is int32, only float tensors"),
     ],
 )
 def test_bad_tensor_names_are_model_errors(name, message):

@@ -249,6 +249,7 @@ class ActivationCapture:
                     f"tensor {name!r}: not an input or node output of the model{hint}"
                     + (more if len(unknown) > 1 else "")
                 )
+            for name in requested:
                 if not float_or_unknown(name):
                     dtype = (
                         helper.tensor_dtype_to_np_dtype(types[name])
