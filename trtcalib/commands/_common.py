@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from copy import copy
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -261,6 +263,18 @@ def check_batch(value: int) -> int:
     if value < 1:
         raise _config_error(f"--batch must be a positive integer, got {value}")
     return value
+
+
+@contextmanager
+def errors_name(path: object, *kinds: type[Exception]) -> Iterator[None]:
+    """Errors of `kinds` raised inside start with `path` (when they do not name it already):
+    the library reports what went wrong, the command knows which file it was."""
+    try:
+        yield
+    except kinds as exc:
+        if str(path) in str(exc):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def count(n: int, noun: str) -> str:

@@ -460,6 +460,7 @@ def convert_command(
         encode_trt_version,
         parse_cache,
         sidecar_path,
+        trt_algorithm_name,
         write_cache,
     )
     from trtcalib.cache.convert import cache_from_json, cache_to_csv, cache_to_json
@@ -496,8 +497,6 @@ def convert_command(
 
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", algorithm):
             raise ConfigError(f"--algorithm {algorithm!r}: must be an identifier")
-        from trtcalib.cache import trt_algorithm_name
-
         known = trt_algorithm_name(algorithm)
         if known is None:
             raise ConfigError(
@@ -508,8 +507,6 @@ def convert_command(
     if kind == "cache":
         if cache.trt_version is None:
             raise CacheFormatError(f"{source}: no trt_version; pass --trt-version (e.g. 10.16.1)")
-        from trtcalib.cache import trt_algorithm_name
-
         if trt_algorithm_name(cache.algorithm) is None:
             raise CacheFormatError(
                 f"{source}: algorithm {cache.algorithm!r} is no TensorRT calibration algorithm "

@@ -144,12 +144,8 @@ def run_calibrate(
     from trtcalib.calibrate import calibrate
     from trtcalib.errors import ModelError
 
-    try:
+    with common.errors_name(model, ModelError):  # e.g. onnxruntime refusing the graph
         result = calibrate(onnx_model, source, settings, progress=progress)
-    except ModelError as exc:  # e.g. onnxruntime refusing the graph: say which file
-        if str(model) in str(exc):
-            raise
-        raise ModelError(f"{model}: {exc}") from None
     if default_path:
         path.parent.mkdir(parents=True, exist_ok=True)
     write_cache(path, result.cache, result.provenance)

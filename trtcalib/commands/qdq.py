@@ -159,19 +159,16 @@ def _load_quantized(model_path: Path, cache_path: Path, exclude, allow_partial: 
 
     model = load_model(model_path)
     cache = read_cache(cache_path)
-    try:
+    with (
+        common.errors_name(model_path, ModelError),
+        common.errors_name(cache_path, CacheMismatchError),
+    ):
         result = quantize_model(
             model,
             dict(cache.scales),
             exclude or (),
             min_coverage=0.0 if allow_partial else DEFAULT_MIN_COVERAGE,
         )
-    except CacheMismatchError as exc:
-        raise CacheMismatchError(f"{cache_path}: {exc}") from None
-    except ModelError as exc:
-        if str(model_path) in str(exc):
-            raise
-        raise ModelError(f"{model_path}: {exc}") from None
     return model, cache, result
 
 
