@@ -27,7 +27,10 @@ shape, so the last partial batch is dropped (default) or padded (--last-batch pa
 
 [b]No GPU or no TensorRT here?[/b] build does everything this machine can (CPU calibration, the
 cache, the Q/DQ model for TensorRT 11), then exits with status 3 and prints the exact command
-that finishes the engine on a GPU host. `trtcalib env` shows what this machine can build.
+that finishes the engine on a GPU host. That command reuses the CPU-made cache (--reuse-cache
+always: the GPU host needs no data), so for entropy/minmax/legacy TensorRT does not calibrate
+itself; to have it do so, run the build on the GPU host with --data and --reuse-cache never.
+`trtcalib env` shows what this machine can build.
 
 [b]Example:[/b]
 
