@@ -4,6 +4,10 @@ A ResNet-18-shaped model (benchmarks/resnet18.py, random weights) and N random s
 3x224x224 in [0, 1) (an uncompressed .npz, read in batches of 32) are made once in a temporary
 folder. Every mode then runs in its own fresh Python process, so its peak RSS (ru_maxrss) is its
 own; with --repeat R the modes are interleaved R times (order rotated) and the median time kept.
+The numba kernels are compiled into numba's cache first (a fresh install compiles them once, ~8
+CPU-s), and the header names the versions and whether scipy is installed: numba imports
+scipy.linalg when it is (~0.5 CPU-s more for `ours`). trtcalib does not need scipy; run the
+benchmark from a venv with `pip install .` to measure what a user installs.
 
 Modes (all read the same batches through trtcalib.data):
   plain           onnxruntime FP32 inference, graph outputs only (the peer of every ratio)
@@ -204,6 +208,36 @@ def _run_child(mode: str, folder: Path, batch: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _environment() -> str:
+    """Versions that move the figures, and whether scipy is installed: numba imports
+    scipy.linalg at its first compile or cache load when it is (~0.5 CPU-s more for `ours`,
+    measured; trtcalib does not depend on scipy, a clean `pip install .` has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
+
+    parts = []
+    for package in ("onnxruntime", "numba", "numpy", "onnx"):
+        try:
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package} -")
+    scipy = "installed (numba imports it: ~0.5 CPU-s on ours)" if find_spec("scipy") else "absent"
+    return f"{', '.join(parts)}; scipy {scipy}; python {sys.executable}"
+
+
+def _fill_kernel_cache() -> str:
+    """Compile trtcalib's numba kernels into numba's on-disk cache, in a process of its own.
+
+    The first process after an install compiles them (~8 CPU-s, once); every later one loads
+    the cache. Done here so that no timed round is that first process."""
+    code = "from trtcalib.stats._kernels import warm_up_in_background as w\nt = w()\nt and t.join()"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"loading the numba kernels failed:\n{proc.stderr}")
+    return f"numba kernel cache ready ({time.perf_counter() - start:.1f} s in a separate process)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=256)
@@ -231,6 +265,8 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, repeat {args.repeat}",
         flush=True,
     )
+    print(_environment(), flush=True)
+    print(_fill_kernel_cache(), flush=True)
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="trtcalib-bench-") as tmp:
         folder = Path(tmp)

@@ -446,7 +446,9 @@ def calibrate(
     non-zero values, and per override entry that matches no tensor."""
     from trtcalib.fingerprint import model_fingerprint
     from trtcalib.model import input_specs
+    from trtcalib.stats._kernels import warm_up_in_background
 
+    warm_up_in_background()  # numba's start-up overlaps with loading and hashing the model
     model = _as_model(model_path)
     model_fp = model_fingerprint(model)
     collected = collect_statistics(model, source, settings, progress=progress)

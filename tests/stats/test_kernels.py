@@ -401,6 +401,24 @@ def test_kernels_asked_for_during_the_background_warm_up_are_never_missing():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+@needs_numba
+def test_the_background_warm_up_starts_once_per_process():
+    # calibrate() and collect_statistics() (and the CLI before them) all ask for it: the later
+    # calls must get the running thread back, not start another import of numba
+    code = (
+        "import threading\n"
+        "from trtcalib.stats import _kernels as k\n"
+        "t = k.warm_up_in_background()\n"
+        "assert k.warm_up_in_background() is t and k.warm_up_in_background() is t\n"
+        "t.join()\n"
+        "assert k.warm_up_in_background() is t\n"
+        "names = [th.name for th in threading.enumerate()]\n"
+        "assert 'trtcalib-kernel-warm-up' not in names, names\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
 def test_a_broken_numba_is_tried_once_warned_about_and_the_numpy_kernels_used(monkeypatch):
     def broken():
         raise OSError("libllvmlite.so: cannot open shared object file")

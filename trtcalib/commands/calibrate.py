@@ -126,6 +126,11 @@ def run_calibrate(
     from trtcalib.data import batch_beyond_data, open_source
     from trtcalib.model import input_specs, load_model
 
+    if reuse_cache == "never" or not path.exists():
+        from trtcalib.stats._kernels import warm_up_in_background
+
+        # statistics will follow: numba's start-up (0.7-1.2 s) overlaps with the loading below
+        warm_up_in_background()
     onnx_model = load_model(model)
     source = open_source(data, input_specs(onnx_model), data_options)
     info(f"data: {source.describe()}")

@@ -557,6 +557,8 @@ def _build_numba():
 _numba_kernels = None
 _numba_tried = False
 _numba_lock = threading.Lock()
+_warm_up_thread: threading.Thread | None = None
+_warm_up_lock = threading.Lock()
 
 
 def numba_kernels():
@@ -584,44 +586,53 @@ def numba_kernels():
 def warm_up_in_background() -> threading.Thread | None:
     """Import numba and load (or compile) the kernels for float32 data in a daemon thread.
 
-    numba costs ~0.4 s to import and ~0.55 s more at the first call of a kernel in a process,
+    numba costs ~0.4 s to import and ~0.35 s more at the first call of a kernel in a process
+    (~0.85 s where scipy is installed: numba then imports scipy.linalg to look for a BLAS),
     then ~10 ms per kernel (cache loads, measured): started before onnxruntime loads the model,
     that overlaps with the session start instead of delaying it and the first batch's
     statistics (a caller that needs the kernels meanwhile waits in `numba_kernels`). Calls with
-    other types still compile on first use. Nothing is started without numba.
+    other types still compile on first use. Nothing is started without numba. One thread per
+    process: a later call returns the first one's thread, so callers can start it as early as
+    they know statistics will follow.
     """
+    global _warm_up_thread
     if _numba_tried and _numba_kernels is None:
         return None
     if importlib.util.find_spec("numba") is None:
         return None
+    with _warm_up_lock:
+        if _warm_up_thread is not None:
+            return _warm_up_thread
+        _warm_up_thread = threading.Thread(target=_warm_up, name="trtcalib-kernel-warm-up")
+        _warm_up_thread.daemon = True
+        _warm_up_thread.start()
+    return _warm_up_thread
 
-    def run() -> None:
-        kernels = numba_kernels()
-        if kernels is None:
-            return
-        x = np.linspace(-1.0, 1.0, 64, dtype=np.float32)
-        n = 128
-        scale = 64.0
-        counts, lo, hi = np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf)
-        table = np.zeros(4 * (n + 8), np.uint32)
-        table[1::4] = 0xFFFFFFFF
-        kernels[6](x.view(np.int32))
-        kernels[1](x, counts, scale, False, False)
-        kernels[3](x, counts, lo, hi, scale, False, False)
-        kernels[5](x, table, scale, False, False)
-        kernels[7](table, n, counts, lo, hi)
-        kernels[8](x, 0, table, scale, np.uint32(0x3F800000))
-        kernels[7](table, n, counts, lo, hi)
-        kernels[9](x, scale, n, np.uint32(0x3F800000))
-        signed = np.concatenate([table, table])
-        kernels[10](x, 0, signed, scale, scale, np.uint32(0x3F800000), np.uint32(0x3F800000))
-        kernels[7](signed[: table.shape[0]], n, counts, lo, hi)
-        kernels[7](signed[table.shape[0] :], n, counts, lo, hi)
-        kernels[2](np.arange(256, dtype=np.float64), 128, 128)
 
-    thread = threading.Thread(target=run, name="trtcalib-kernel-warm-up", daemon=True)
-    thread.start()
-    return thread
+def _warm_up() -> None:
+    """Call every float32 kernel once on tiny data (see `warm_up_in_background`)."""
+    kernels = numba_kernels()
+    if kernels is None:
+        return
+    x = np.linspace(-1.0, 1.0, 64, dtype=np.float32)
+    n = 128
+    scale = 64.0
+    counts, lo, hi = np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf)
+    table = np.zeros(4 * (n + 8), np.uint32)
+    table[1::4] = 0xFFFFFFFF
+    kernels[6](x.view(np.int32))
+    kernels[1](x, counts, scale, False, False)
+    kernels[3](x, counts, lo, hi, scale, False, False)
+    kernels[5](x, table, scale, False, False)
+    kernels[7](table, n, counts, lo, hi)
+    kernels[8](x, 0, table, scale, np.uint32(0x3F800000))
+    kernels[7](table, n, counts, lo, hi)
+    kernels[9](x, scale, n, np.uint32(0x3F800000))
+    signed = np.concatenate([table, table])
+    kernels[10](x, 0, signed, scale, scale, np.uint32(0x3F800000), np.uint32(0x3F800000))
+    kernels[7](signed[: table.shape[0]], n, counts, lo, hi)
+    kernels[7](signed[table.shape[0] :], n, counts, lo, hi)
+    kernels[2](np.arange(256, dtype=np.float64), 128, 128)
 
 
 def _key_to_float32(key: int) -> float:
