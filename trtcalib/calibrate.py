@@ -448,7 +448,14 @@ def calibrate(
     from trtcalib.model import input_specs
     from trtcalib.stats._kernels import warm_up_in_background
 
-    warm_up_in_background()  # numba's start-up overlaps with loading and hashing the model
+    # numba's start-up overlaps with loading and hashing the model; with a progress bar, a
+    # first run after an install says that it compiles (the bar would sit at 0 for ~10 s)
+    if progress:
+        from trtcalib.console import info
+
+        warm_up_in_background(notify=info)
+    else:
+        warm_up_in_background()
     model = _as_model(model_path)
     model_fp = model_fingerprint(model)
     collected = collect_statistics(model, source, settings, progress=progress)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -418,6 +420,31 @@ def test_the_background_warm_up_starts_once_per_process():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+class _FakeKernel:
+    """Stands in for a numba dispatcher: accepts any call, reports its cache statistics."""
+
+    def __init__(self, misses: int) -> None:
+        self.stats = SimpleNamespace(
+            cache_misses=Counter({"(float32[:],)": misses} if misses else {})
+        )
+
+    def __call__(self, *args):
+        return None
+
+
+@pytest.mark.parametrize("misses", [0, 1])
+def test_the_warm_up_says_when_numba_compiles_instead_of_loading_its_cache(monkeypatch, misses):
+    # the first run after an install compiles for ~10 s: the CLI must not look hung meanwhile
+    fakes = tuple(_FakeKernel(misses) for _ in range(11))
+    monkeypatch.setattr(_kernels, "numba_kernels", lambda: fakes)
+    said: list[str] = []
+    _kernels._warm_up(said.append)
+    assert len(said) == misses
+    if misses:
+        assert "compiling" in said[0] and "once after an install" in said[0]
+
 
 def test_a_broken_numba_is_tried_once_warned_about_and_the_numpy_kernels_used(monkeypatch):
     def broken():

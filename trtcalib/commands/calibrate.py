@@ -130,7 +130,7 @@ def run_calibrate(
         from trtcalib.stats._kernels import warm_up_in_background
 
         # statistics will follow: numba's start-up (0.7-1.2 s) overlaps with the loading below
-        warm_up_in_background()
+        warm_up_in_background(notify=info)
     onnx_model = load_model(model)
     source = open_source(data, input_specs(onnx_model), data_options)
     info(f"data: {source.describe()}")

@@ -19,6 +19,7 @@ import math
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -583,7 +584,7 @@ def numba_kernels():
     return _numba_kernels
 
 
-def warm_up_in_background() -> threading.Thread | None:
+def warm_up_in_background(notify: Callable[[str], None] | None = None) -> threading.Thread | None:
     """Import numba and load (or compile) the kernels for float32 data in a daemon thread.
 
     numba costs ~0.4 s to import and ~0.35 s more at the first call of a kernel in a process
@@ -593,7 +594,9 @@ def warm_up_in_background() -> threading.Thread | None:
     statistics (a caller that needs the kernels meanwhile waits in `numba_kernels`). Calls with
     other types still compile on first use. Nothing is started without numba. One thread per
     process: a later call returns the first one's thread, so callers can start it as early as
-    they know statistics will follow.
+    they know statistics will follow. `notify(message)` is called (from that thread) when the
+    kernels are being compiled rather than loaded from numba's cache: the first run after an
+    install spends ~10 s there, which a user should not mistake for a hang.
     """
     global _warm_up_thread
     if _numba_tried and _numba_kernels is None:
@@ -603,13 +606,15 @@ def warm_up_in_background() -> threading.Thread | None:
     with _warm_up_lock:
         if _warm_up_thread is not None:
             return _warm_up_thread
-        _warm_up_thread = threading.Thread(target=_warm_up, name="trtcalib-kernel-warm-up")
+        _warm_up_thread = threading.Thread(
+            target=_warm_up, args=(notify,), name="trtcalib-kernel-warm-up"
+        )
         _warm_up_thread.daemon = True
         _warm_up_thread.start()
     return _warm_up_thread
 
 
-def _warm_up() -> None:
+def _warm_up(notify: Callable[[str], None] | None) -> None:
     """Call every float32 kernel once on tiny data (see `warm_up_in_background`)."""
     kernels = numba_kernels()
     if kernels is None:
@@ -621,6 +626,12 @@ def _warm_up() -> None:
     table = np.zeros(4 * (n + 8), np.uint32)
     table[1::4] = 0xFFFFFFFF
     kernels[6](x.view(np.int32))
+    # numba counts a signature it did not find in its on-disk cache (then compiled) as a miss
+    if notify is not None and getattr(getattr(kernels[6], "stats", None), "cache_misses", None):
+        notify(
+            "numba is compiling trtcalib's statistics kernels: once after an install, ~10 s "
+            "(later runs load them from its cache)"
+        )
     kernels[1](x, counts, scale, False, False)
     kernels[3](x, counts, lo, hi, scale, False, False)
     kernels[5](x, table, scale, False, False)
