@@ -388,38 +388,37 @@ def test_relu_flag_equals_collecting_the_relu_output(
         want.nan_count, want.inf_count, want.min, want.max)  # fmt: skip
 
 
+def _passes_in_a_fresh_interpreter(*lines: str) -> None:
+    """Run `lines` after `from trtcalib.stats import _kernels as k` in a new Python process."""
+    code = "\n".join(["from trtcalib.stats import _kernels as k", *lines, "print('ok')"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 @needs_numba
 def test_kernels_asked_for_during_the_background_warm_up_are_never_missing():
     # a fresh interpreter: the warm-up thread imports numba while the main thread asks for the
     # kernels at once; it must wait for them, not see "no numba" and fall back to numpy
-    code = (
-        "from trtcalib.stats import _kernels as k\n"
-        "t = k.warm_up_in_background()\n"
-        "assert k.numba_kernels() is not None\n"
-        "t.join()\n"
-        "print('ok')\n"
+    _passes_in_a_fresh_interpreter(
+        "t = k.warm_up_in_background()",
+        "assert k.numba_kernels() is not None",
+        "t.join()",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 @needs_numba
 def test_the_background_warm_up_starts_once_per_process():
     # calibrate() and collect_statistics() (and the CLI before them) all ask for it: the later
     # calls must get the running thread back, not start another import of numba
-    code = (
-        "import threading\n"
-        "from trtcalib.stats import _kernels as k\n"
-        "t = k.warm_up_in_background()\n"
-        "assert k.warm_up_in_background() is t and k.warm_up_in_background() is t\n"
-        "t.join()\n"
-        "assert k.warm_up_in_background() is t\n"
-        "names = [th.name for th in threading.enumerate()]\n"
-        "assert 'trtcalib-kernel-warm-up' not in names, names\n"
-        "print('ok')\n"
+    _passes_in_a_fresh_interpreter(
+        "import threading",
+        "t = k.warm_up_in_background()",
+        "assert k.warm_up_in_background() is t and k.warm_up_in_background() is t",
+        "t.join()",
+        "assert k.warm_up_in_background() is t",
+        "names = [th.name for th in threading.enumerate()]",
+        "assert 'trtcalib-kernel-warm-up' not in names, names",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 class _FakeKernel:
