@@ -444,18 +444,14 @@ def calibrate(
 
     `warnings`: print one line per tensor with NaN/Inf activations or an amax of 0 despite
     non-zero values, and per override entry that matches no tensor."""
+    from trtcalib.console import info
     from trtcalib.fingerprint import model_fingerprint
     from trtcalib.model import input_specs
     from trtcalib.stats._kernels import warm_up_in_background
 
     # numba's start-up overlaps with loading and hashing the model; with a progress bar, a
     # first run after an install says that it compiles (the bar would sit at 0 for ~10 s)
-    if progress:
-        from trtcalib.console import info
-
-        warm_up_in_background(notify=info)
-    else:
-        warm_up_in_background()
+    warm_up_in_background(notify=info if progress else None)
     model = _as_model(model_path)
     model_fp = model_fingerprint(model)
     collected = collect_statistics(model, source, settings, progress=progress)
