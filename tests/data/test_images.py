@@ -178,6 +178,17 @@ def test_corrupt_and_truncated_images_are_named(tmp_path):
         read_all(open_source(tmp_path / "t", spec("N", 3, 64, 64)))
 
 
+def test_images_deeper_than_8_bits_are_refused_not_clipped(tmp_path):
+    # a 16-bit grayscale PNG: Pillow's convert("RGB") clips it, 62 of these 64 pixels to 255
+    write(tmp_path / "i" / "a.png", rgb(8, 8))
+    write(tmp_path / "i" / "deep.png", (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16))
+    mode = Image.open(tmp_path / "i" / "deep.png").mode
+    assert mode.startswith("I")  # "I;16" (Pillow 10-12), "I" in older ones
+    src = open_source(tmp_path / "i", spec("N", 3, 8, 8))
+    with pytest.raises(DataError, match=rf"deep\.png: image mode {mode} \(more than 8 bits"):
+        read_all(src)
+
+
 def test_empty_folder(tmp_path):
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "notes.txt").write_text("x")

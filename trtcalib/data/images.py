@@ -162,12 +162,26 @@ def _resample(name: str) -> int:
     }[name]
 
 
+# Pillow modes holding more than 8 bits per value: 16-bit grayscale PNG/TIFF ("I;16*"), 32-bit
+# integer ("I") and float ("F") images. Pillow's convert() to L/RGB clips them to 0..255 (a 16-bit
+# PNG becomes almost all 255), so the data would be silently wrong; 16-bit RGB PNGs open as 8-bit
+# "RGB" (Pillow keeps the high byte) and are fine.
+def _check_eight_bit(path: Path, mode: str) -> None:
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        raise DataError(
+            f"{path}: image mode {mode} (more than 8 bits per pixel); trtcalib reads 8-bit images, "
+            "whose values --scale/--mean/--std refer to: convert the images, or give the "
+            "preprocessed arrays as .npy/.npz"
+        )
+
+
 def load_image(path: Path, plan: ImagePlan) -> np.ndarray:
     """One image as float32 [C,H,W] (nchw) or [H,W,C] (nhwc)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as opened:
+            _check_eight_bit(path, opened.mode)
             image = opened.convert("L" if plan.channels == "gray" else "RGB")
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
         # Pillow reports truncated/corrupt files as OSError or SyntaxError
