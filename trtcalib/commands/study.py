@@ -375,8 +375,8 @@ def _scenario_output(report: dict, staging: Path, out: Path) -> None:
             )
         console.print(table)
     table = Table(
-        title="worked example: one value per batch: 1.54 and 2.4 in either order, and 2.4 then "
-        "3.0 (a range of 2.4 that must grow)",
+        title="worked example: one value per batch, 1.54 and 2.4 in either order (the range set "
+        "by 1.54 must grow for 2.4)",
         title_justify="left",
     )
     for col in ("policy", "order", "final range", "growths", "entropy amax", "minmax amax"):
