@@ -53,6 +53,34 @@ def test_per_sample_and_per_batch_yields_mix(tmp_path):
     assert [b.num_real for b in iter_batches(src, 4, "pad")] == [4, 3]
 
 
+@pytest.mark.parametrize("per", ["sample", "batch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_script_refilling_one_buffer_yields_distinct_samples(tmp_path, per, dtype):
+    # Loaders often reuse one buffer; a kept view would turn every held sample into the last one.
+    shape = "(2,)" if per == "sample" else "(2, 2)"
+    path = script(
+        tmp_path,
+        f"""
+        import numpy as np
+
+        def load_data():
+            buf = np.zeros({shape}, np.{dtype})
+            for i in range(8):
+                buf[...] = 8 - i
+                yield {{"x": buf}}
+    """,
+    )
+    spec = [InputSpec("x", ("N", 2), F32)]
+    rows = 8 if per == "sample" else 16
+    want = np.repeat(np.arange(8, 0, -1, dtype=np.float32), rows // 8)
+    batches = [b.arrays["x"][:, 0] for b in iter_batches(open_source(path, spec), 4)]
+    np.testing.assert_array_equal(np.concatenate(batches), want)
+    opts = DataOptions(subset_len=5, sample_method="random", seed=0)
+    picked = read_all(open_source(path, spec, opts))["x"][:, 0]
+    values, counts = np.unique(picked, return_counts=True)  # a subset of `want`, in order
+    assert len(picked) == 5 and counts.max() <= rows // 8 and np.all(np.diff(picked) <= 0)
+
+
 def test_named_function_and_sibling_import(tmp_path):
     (tmp_path / "helper_mod_for_trtcalib_test.py").write_text("VALUE = 5.0\n")
     path = script(

@@ -196,6 +196,7 @@ class ScriptSource(BatchSource):
             )
         self.ignored.update(str(k) for k in item if k not in self.input_names)
         arrays: dict[str, np.ndarray] = {}
+        borrowed: dict[str, np.ndarray] = {}
         for spec in self.inputs:
             value = item[spec.name]
             try:
@@ -204,6 +205,8 @@ class ScriptSource(BatchSource):
                 raise DataError(
                     f"{where}: input '{spec.name}' is not an array ({_describe_exc(exc)})"
                 ) from None
+            if array is value or array.base is not None:
+                borrowed[spec.name] = array  # the script's memory, not a fresh conversion
             refuse_dtype(array.dtype, where, spec.name)
             if array.ndim == 0:
                 raise DataError(f"{where}: input '{spec.name}' is a scalar, expected an array")
@@ -219,7 +222,14 @@ class ScriptSource(BatchSource):
                 )
             arrays[spec.name] = array
         check_same_samples({k: len(v) for k, v in arrays.items()}, where)
-        return {k: self.checker.convert(k, v, where) for k, v in arrays.items()}
+        converted = {k: self.checker.convert(k, v, where) for k, v in arrays.items()}
+        # A script may refill one buffer and yield it again (Polygraphy's loaders often do);
+        # batching and the random subset hold samples across items, so never keep a view of
+        # the script's memory.
+        for name, source in borrowed.items():
+            if np.may_share_memory(converted[name], source):
+                converted[name] = converted[name].copy()
+        return converted
 
     def _all(self) -> Iterator[dict[str, np.ndarray]]:
         if self._first is not None:
