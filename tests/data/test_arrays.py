@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -254,13 +256,61 @@ def test_corrupt_files(tmp_path):
         open_source(tmp_path / "empty.npz", one_input())
 
 
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array)
+    return buf.getvalue()
+
+
+def test_damaged_header_names_the_file(tmp_path):
+    # numpy tokenizes the header text: an unclosed bracket raised tokenize.TokenError (traceback)
+    good = _npy_bytes(np.zeros((4, 3, 4, 4), np.float32))
+    start = good.index(b"{")
+    damaged = good[:start] + b"{'descr': '<f4', 'shape': ((" + good[start + 28 :]
+    (tmp_path / "h.npy").write_bytes(damaged)
+    with pytest.raises(DataError, match=r"h\.npy: not a valid \.npy array \(its header"):
+        open_source(tmp_path / "h.npy", one_input())
+    with zipfile.ZipFile(tmp_path / "h.npz", "w") as zf:
+        zf.writestr("input.npy", damaged)
+    with pytest.raises(DataError, match=r"h\.npz array 'input': not a valid \.npy array"):
+        open_source(tmp_path / "h.npz", one_input())
+
+
+def _npz_with_bad_deflate_block(path, payload: bytes, good: int) -> None:
+    """A deflated member whose first `good` bytes inflate and whose next block has the
+    reserved type 3, which zlib rejects ("invalid block type")."""
+    packer = zlib.compressobj(wbits=-15)
+    stream = packer.compress(payload[:good]) + packer.flush(zlib.Z_FULL_FLUSH) + b"\x07\x00"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("input.npy", stream)
+    raw = bytearray(path.read_bytes())
+    central = raw.index(b"PK\x01\x02")
+    for method_at, size_at in ((8, 22), (central + 10, central + 24)):  # local, central entry
+        raw[method_at : method_at + 2] = zipfile.ZIP_DEFLATED.to_bytes(2, "little")
+        raw[size_at : size_at + 4] = len(payload).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+
+
+def test_damaged_npz_data_names_the_member(tmp_path):
+    # past the header: a broken deflate stream raised zlib.error, a traceback
+    payload = _npy_bytes(np.ones((400, 3, 4, 4), np.float32))
+    _npz_with_bad_deflate_block(tmp_path / "d.npz", payload, good=len(payload) // 2)
+    src = open_source(tmp_path / "d.npz", one_input())
+    with pytest.raises(DataError, match=r"d\.npz array 'input': corrupt data \(.*invalid block"):
+        read_all(src)
+    # and a stored member whose bytes no longer match their CRC
+    with zipfile.ZipFile(tmp_path / "c.npz", "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("input.npy", payload)
+    raw = bytearray((tmp_path / "c.npz").read_bytes())
+    raw[len(payload) // 2] ^= 0xFF
+    (tmp_path / "c.npz").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"c\.npz array 'input': corrupt data \(Bad CRC"):
+        read_all(open_source(tmp_path / "c.npz", one_input()))
+
+
 def test_truncated_npz_member(tmp_path):
     x = np.zeros((50, 3, 4, 4), np.float32)
-    import io
-
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, x)
-    data = buf.getvalue()[:-100]  # header claims 50 rows, data stops short
+    data = _npy_bytes(x)[:-100]  # header claims 50 rows, data stops short
     with zipfile.ZipFile(tmp_path / "t.npz", "w") as zf:
         zf.writestr("input.npy", data)
     src = open_source(tmp_path / "t.npz", one_input())

@@ -7,7 +7,9 @@ the zip (stored or deflated), so a large archive never sits in memory at once.
 
 from __future__ import annotations
 
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,11 @@ import numpy.lib.format as npformat
 
 from trtcalib.data.validate import refuse_dtype
 from trtcalib.errors import DataError
+
+# What a damaged file raises from numpy's header parser (it tokenizes and literal_evals the
+# header text) and from zipfile's inflater; each becomes a DataError naming the file.
+_BAD_HEADER = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zlib.error)
+_BAD_MEMBER = (zipfile.BadZipFile, OSError, EOFError, zlib.error)
 
 Picker = slice | np.ndarray
 # pick(start, stop) -> rows of [start, stop) to keep, None to skip the block, False to stop
@@ -39,12 +46,18 @@ def _read_header(fp: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.d
             shape, fortran, dtype = npformat.read_array_header_1_0(fp)
         else:  # 2.0 and 3.0 differ only in the header's length field / text encoding
             shape, fortran, dtype = npformat.read_array_header_2_0(fp)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{where}: not a valid .npy array ({exc})") from None
+    except _BAD_HEADER as exc:
+        raise DataError(f"{where}: not a valid .npy array ({_reason(exc)})") from None
     dtype = np.dtype(dtype)
     if dtype.hasobject:
         raise DataError(f"{where}: holds object arrays; pickled objects are not loaded")
     return tuple(int(d) for d in shape), bool(fortran), dtype
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, tokenize.TokenError | SyntaxError):
+        return "its header is not a Python dict literal"
+    return str(exc) or type(exc).__name__
 
 
 class ArrayFile:
@@ -78,8 +91,8 @@ class ArrayFile:
                     with zf.open(name) as fp:
                         shape, fortran, dtype = _read_header(fp, f"{self.path} array '{key}'")
                     self.headers[key] = ArrayHeader(key, shape, dtype, fortran)
-        except zipfile.BadZipFile:
-            raise DataError(f"{self.path}: not a valid .npz file (not a zip archive)") from None
+        except zipfile.BadZipFile as exc:
+            raise DataError(f"{self.path}: not a valid .npz file ({exc})") from None
         except OSError as exc:
             raise DataError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
         if not self.headers:
@@ -163,8 +176,8 @@ class _MemberStream:
         try:
             self.fp = zf.open(header.key + ".npy")
             _read_header(self.fp, self.where)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise DataError(f"{self.where}: cannot read ({exc})") from None
+        except _BAD_MEMBER as exc:
+            raise DataError(f"{self.where}: cannot read ({_reason(exc)})") from None
         self.position = 0
         self.whole: np.ndarray | None = None
         if header.fortran:
@@ -172,8 +185,8 @@ class _MemberStream:
             count = int(np.prod(header.shape, dtype=np.int64))
             try:
                 raw = self.fp.read()
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
-                raise DataError(f"{self.where}: corrupt data ({exc})") from None
+            except _BAD_MEMBER as exc:
+                raise DataError(f"{self.where}: corrupt data ({_reason(exc)})") from None
             if len(raw) < count * header.dtype.itemsize:
                 raise DataError(f"{self.where}: file is truncated")
             flat = np.frombuffer(raw, dtype=header.dtype, count=count)
@@ -189,8 +202,8 @@ class _MemberStream:
         while view is not None and filled < out.nbytes:
             try:
                 n = self.fp.readinto(view[filled:])
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise DataError(f"{self.where}: corrupt data ({exc})") from None
+            except _BAD_MEMBER as exc:
+                raise DataError(f"{self.where}: corrupt data ({_reason(exc)})") from None
             if not n:
                 raise DataError(f"{self.where}: file is truncated")
             filled += n
