@@ -112,6 +112,7 @@ def test_directory_concatenates_in_name_order(tmp_path):
     np.savez(tmp_path / "d" / "a_0.npz", input=parts[0])
     np.save(tmp_path / "d" / "c_2.npy", parts[2])
     (tmp_path / "d" / "README.txt").write_text("ignored")
+    (tmp_path / "d" / "._a_0.npz").write_bytes(b"\x00\x05\x16\x07")  # macOS AppleDouble
     src = open_source(tmp_path / "d", one_input())
     assert src.num_samples == 6
     np.testing.assert_array_equal(read_all(src)["input"], np.concatenate(parts))

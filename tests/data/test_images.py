@@ -196,6 +196,20 @@ def test_empty_folder(tmp_path):
         open_source(tmp_path / "e", spec("N", 3, 4, 4))
 
 
+def test_hidden_files_and_folders_are_skipped(tmp_path):
+    # macOS AppleDouble files are not images; a checkpoint folder holds copies
+    write(tmp_path / "h" / "cat" / "a.png", rgb(4, 4, 1))
+    (tmp_path / "h" / "cat" / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    write(tmp_path / "h" / ".ipynb_checkpoints" / "b.png", rgb(4, 4, 2))
+    src = open_source(tmp_path / "h", spec("N", 3, 4, 4))
+    assert src.num_samples == 1
+    np.testing.assert_allclose(read_all(src)[0], rgb(4, 4, 1).transpose(2, 0, 1) / 255.0, 1e-6)
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "._a.png").write_bytes(b"\x00\x05\x16\x07")
+    with pytest.raises(DataError, match=r"only: empty data folder"):
+        open_source(tmp_path / "only", spec("N", 3, 4, 4))
+
+
 def test_mixed_folder(tmp_path):
     write(tmp_path / "m" / "a.png", rgb(2, 2))
     np.save(tmp_path / "m" / "x.npy", np.zeros((1, 3, 2, 2), np.float32))

@@ -238,15 +238,29 @@ def _refuse_image_options(options: DataOptions, what: str) -> None:
         )
 
 
+def _hidden(path: Path, root: Path) -> bool:
+    # macOS leaves AppleDouble "._photo.jpg" files (not images) on shared drives and archives;
+    # like `ls`, skip names and folders starting with "." (.ipynb_checkpoints, .git, ...)
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def _open_directory(
     text: str, path: Path, inputs: list[InputSpec], options: DataOptions
 ) -> BatchSource:
     arrays = sorted(
-        (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in ARRAY_EXTENSIONS),
+        (
+            p
+            for p in path.iterdir()
+            if p.is_file() and p.suffix.lower() in ARRAY_EXTENSIONS and not _hidden(p, path)
+        ),
         key=lambda p: p.name,
     )
     if arrays:
-        images_here = [p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        images_here = [
+            p
+            for p in path.iterdir()
+            if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, path)
+        ]
         if images_here:
             raise DataError(
                 f"{path}: mixes .npy/.npz files and images ({images_here[0].name}); "
@@ -255,7 +269,11 @@ def _open_directory(
         _refuse_image_options(options, f"{text} is a folder of arrays")
         return ArraySource(text, arrays, inputs, options, kind="directory")
     images = sorted(
-        (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+        (
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not _hidden(p, path)
+        ),
         key=lambda p: p.relative_to(path).as_posix(),
     )
     if not images:
