@@ -81,6 +81,22 @@ def test_a_script_refilling_one_buffer_yields_distinct_samples(tmp_path, per, dt
     assert len(picked) == 5 and counts.max() <= rows // 8 and np.all(np.diff(picked) <= 0)
 
 
+def test_a_scalar_is_one_sample_of_a_1d_input(tmp_path):
+    path = script(
+        tmp_path,
+        """
+        import numpy as np
+
+        def load_data():
+            for i in range(3):
+                yield {"t": np.float32(i) * 2}
+            yield {"t": [6.0, 8.0]}
+    """,
+    )
+    got = read_all(open_source(path, [InputSpec("t", ("N",), F32)]))["t"]
+    np.testing.assert_array_equal(got, np.arange(0, 10, 2, dtype=np.float32))
+
+
 def test_named_function_and_sibling_import(tmp_path):
     (tmp_path / "helper_mod_for_trtcalib_test.py").write_text("VALUE = 5.0\n")
     path = script(
@@ -271,7 +287,15 @@ def test_error_on_first_item_at_open(tmp_path):
         ),
         (
             "def load_data():\n    yield {'a': [object(), 1], 'b': [1, 2, 3]}\n",
-            r"item 0: holds pickled objects",
+            r"item 0: input 'a' holds Python objects",
+        ),
+        (
+            "def load_data():\n    yield {'a': [1, 2], 'b': None}\n",
+            r"item 0: input 'b' holds Python objects \(None",
+        ),
+        (
+            "def load_data():\n    yield {'a': 1.0, 'b': [1, 2, 3]}\n",
+            r"item 0: input 'a' is a scalar, expected an array",
         ),
     ],
 )

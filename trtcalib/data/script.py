@@ -208,9 +208,9 @@ class ScriptSource(BatchSource):
             if array is value or array.base is not None:
                 borrowed[spec.name] = array  # the script's memory, not a fresh conversion
             refuse_dtype(array.dtype, where, spec.name)
-            if array.ndim == 0:
-                raise DataError(f"{where}: input '{spec.name}' is a scalar, expected an array")
             rank = len(spec.shape)
+            if array.ndim == 0 and rank != 1:  # for a [N] input a scalar is one sample
+                raise DataError(f"{where}: input '{spec.name}' is a scalar, expected an array")
             if rank and array.ndim == rank - 1:
                 array = array[np.newaxis]  # one sample
             elif rank and array.ndim != rank:

@@ -17,7 +17,6 @@ from trtcalib.model import InputSpec
 
 # dtype kinds that can never be model input data
 _REFUSED_KINDS = {
-    "O": "pickled objects",
     "U": "strings",
     "S": "byte strings",
     "V": "structured/void records",
@@ -34,7 +33,12 @@ def format_shape(shape: Sequence[object]) -> str:
 def refuse_dtype(dtype: np.dtype, where: str, name: str | None = None) -> None:
     """Raise DataError if `dtype` cannot be data at all (objects, strings, complex...)."""
     if dtype.hasobject:
-        raise DataError(f"{where}: holds pickled objects; pickled objects are not loaded")
+        if name is None:  # a file: its object arrays would need unpickling
+            raise DataError(f"{where}: holds pickled objects; pickled objects are not loaded")
+        raise DataError(
+            f"{where}: input '{name}' holds Python objects (None, ragged lists...), "
+            "expected numbers"
+        )
     what = _REFUSED_KINDS.get(dtype.kind)
     if what is not None:
         label = f"input '{name}'" if name else "array"
