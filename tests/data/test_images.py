@@ -284,6 +284,21 @@ def test_crop_larger_than_resize_and_bad_mean(tmp_path):
             spec("N", 3, "h", "w"),
             DataOptions(image=ImageOptions(resize=(4, 4), crop=(6, 6))),
         )
+    with pytest.raises(ConfigError, match=r"--crop 6x5 is larger than --resize 4 \(short side\)"):
+        open_source(
+            tmp_path / "i",
+            spec("N", 3, "h", "w"),
+            DataOptions(image=ImageOptions(resize=4, crop=(6, 5))),
+        )
+    # the model implies the crop: the message must not blame a --crop the user never gave
+    for resize, given in (((3, 5), "--resize 3x5"), (3, r"--resize 3 \(short side\)")):
+        with pytest.raises(
+            ConfigError,
+            match=rf"input 'input' \[N, 3, 4, 4\] needs a 4x4 center crop, larger than {given}",
+        ):
+            open_source(
+                tmp_path / "i", spec("N", 3, 4, 4), DataOptions(image=ImageOptions(resize=resize))
+            )
     with pytest.raises(ConfigError, match=r"--mean needs 1 or 3 values for 3 channel\(s\), got 2"):
         open_source(
             tmp_path / "i", spec("N", 3, 4, 4), DataOptions(image=ImageOptions(mean=(0.5, 0.5)))

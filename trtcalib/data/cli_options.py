@@ -104,7 +104,7 @@ Resize = Annotated[
         "--resize",
         help=(
             "Resize images to HxW (e.g. 224x224), or N to scale the short side to N keeping the "
-            "aspect ratio. Default: the model input's HxW."
+            "aspect ratio. Default: the model input's HxW, or no resize when --crop is given."
         ),
         rich_help_panel=IMAGE_PANEL,
         show_default=False,

@@ -122,14 +122,8 @@ def resolve_plan(spec: InputSpec, options: ImageOptions, where: str) -> ImagePla
         resize = model_hw
     elif crop is None and model_hw is not None and resize != model_hw:
         crop = model_hw  # e.g. --resize 256 on a 224x224 model: center crop 224x224
-    if (
-        isinstance(resize, tuple)
-        and crop is not None
-        and (crop[0] > resize[0] or crop[1] > resize[1])
-    ):
-        raise ConfigError(
-            f"--crop {crop[0]}x{crop[1]} is larger than --resize {resize[0]}x{resize[1]}"
-        )
+    if crop is not None and resize is not None:
+        _check_crop_fits(resize, crop, implied=options.crop is None, spec=spec)
     plan = ImagePlan(
         resize=resize,
         crop=crop,
@@ -147,6 +141,26 @@ def resolve_plan(spec: InputSpec, options: ImageOptions, where: str) -> ImagePla
             f"({spec.shape_str()}), but the preprocessing gives {out[0]}x{out[1]}"
         )
     return plan
+
+
+def _check_crop_fits(
+    resize: int | tuple[int, int], crop: tuple[int, int], implied: bool, spec: InputSpec
+) -> None:
+    """Refuse a crop no resized image can hold, before reading any image."""
+    if isinstance(resize, tuple):
+        too_big = crop[0] > resize[0] or crop[1] > resize[1]
+        given = f"--resize {resize[0]}x{resize[1]}"
+    else:  # the short side becomes `resize`, so a crop side above it never fits
+        too_big = min(crop) > resize
+        given = f"--resize {resize} (short side)"
+    if not too_big:
+        return
+    if implied:
+        raise ConfigError(
+            f"input '{spec.name}' {spec.shape_str()} needs a {crop[0]}x{crop[1]} center crop, "
+            f"larger than {given}: resize to at least the model's size"
+        )
+    raise ConfigError(f"--crop {crop[0]}x{crop[1]} is larger than {given}")
 
 
 def _resample(name: str) -> int:
