@@ -239,7 +239,11 @@ def test_sample_max_ignores_nan_and_inf():
     store = store_from_arrays({"x": x})
     assert store.sample_max("x").tolist() == [7.0, 1.0, 1.0]
     assert store.all_finite("x") is False
+    assert store.nonfinite_counts("x") == (1, 1)
     store.close()
+    finite = store_from_arrays({"x": np.ones((2, 2), np.float32)})
+    assert finite.nonfinite_counts("x") == (0, 0)
+    finite.close()
 
 
 # ------------------------------------------------------------------ inputs
@@ -336,6 +340,12 @@ def test_json_writes_infinite_values_as_strings(tmp_path):
     write_results(result, tmp_path)
     doc = json.loads((tmp_path / "results.json").read_text())  # strict JSON: no Infinity token
     assert doc["tensors"][0]["exact_amax"] == "inf"
+    # an inf amax cannot go on a log-scaled plot: no tensor left, no PNG (matplotlib raised)
+    from trtcalib.study.plots import pick_histogram_case, plot_amax_vs_batch
+
+    assert result.most_sensitive(4, finite_only=True) == []
+    assert plot_amax_vs_batch(result, tmp_path / "amax.png") is None
+    assert pick_histogram_case(result) is None and not (tmp_path / "amax.png").exists()
 
 
 def test_store_writer_unknown_count_and_spill():

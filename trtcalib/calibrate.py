@@ -409,15 +409,16 @@ def planned_tensors(model: onnx.ModelProto, settings: CalibrationSettings) -> li
 def nonfinite_report(stats: Mapping[str, TensorStats], exclude: Iterable[str] = ()) -> list[str]:
     """One warning line per tensor that saw NaN or Inf (NaN is ignored, Inf makes amax inf)."""
     skip = set(exclude)
-    lines = []
-    for name, s in stats.items():
-        if name in skip or not (s.nan_count or s.inf_count):
-            continue
-        effect = "Inf makes its scale inf" if s.inf_count else "NaN ignored"
-        lines.append(
-            f"tensor {name!r}: {s.nan_count} NaN and {s.inf_count} Inf activation values ({effect})"
-        )
-    return lines
+    return [
+        nonfinite_line(name, s.nan_count, s.inf_count)
+        for name, s in stats.items()
+        if name not in skip and (s.nan_count or s.inf_count)
+    ]
+
+
+def nonfinite_line(name: str, nan_count: int, inf_count: int) -> str:
+    effect = "Inf makes its scale inf" if inf_count else "NaN ignored"
+    return f"tensor {name!r}: {nan_count} NaN and {inf_count} Inf activation values ({effect})"
 
 
 def zero_scale_report(stats: Mapping[str, TensorStats], amax: Mapping[str, float]) -> list[str]:

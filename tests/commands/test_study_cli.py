@@ -233,6 +233,27 @@ def test_fixed_batch_model_is_captured_one_sample_at_a_time(cli, tmp_path):
     assert inp["global_max"] == float(np.abs(x).max())
 
 
+def test_inf_activations_are_warned_and_left_out_of_the_plots(cli, tmp_path):
+    # an Inf in input 'a' makes a, prod, act and out infinite; 'b' stays finite
+    model = tinymodels.save(tinymodels.two_input_model(), tmp_path, "two.onnx")
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(8, 4)).astype(np.float32), rng.random((8, 4)).astype(np.float32)
+    a[3, 1] = np.inf
+    data = tmp_path / "inf.npz"
+    np.savez(data, a=a, b=b + 0.5)
+    out = tmp_path / "inf"
+    r = cli("study", "batch-size", model, "--data", data, "--batches", "1,8", "--orders", "2",
+            "-c", "minmax", "--out", out)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "warning: tensor 'a': 0 NaN and 1 Inf activation values" in r.stderr
+    assert "warning: tensor 'b'" not in r.stderr
+    assert "nan" not in r.stdout
+    assert (out / "amax_vs_batch.png").read_bytes()[:8] == PNG_MAGIC
+    doc = json.loads((out / "results.json").read_text())
+    amax = {t["name"]: t["exact_amax"] for t in doc["tensors"]}
+    assert amax["a"] == "inf" and amax["b"] == pytest.approx(float(b.max()) + 0.5)
+
+
 def test_square_growth_goes_through_the_collectors(cli, tiny, tmp_path):
     model, data, _ = tiny
     out = tmp_path / "square"

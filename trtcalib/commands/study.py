@@ -255,7 +255,10 @@ def _plots(result, store, top: int, staging: Path) -> dict[str, Path]:
     )
     from trtcalib.study.replay import order_permutation, replay
 
-    png = {"amax_vs_batch": plot_amax_vs_batch(result, staging / "amax_vs_batch.png", min(top, 4))}
+    png = {}
+    amax_png = plot_amax_vs_batch(result, staging / "amax_vs_batch.png", min(top, 4))
+    if amax_png is not None:
+        png["amax_vs_batch"] = amax_png
     case = pick_histogram_case(result)
     if case is not None:
         tensor, order = case

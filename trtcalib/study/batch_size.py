@@ -139,6 +139,7 @@ def study_store(
     finally:
         if shared is not None:
             shared.close()
+    _warn_nonfinite(store, names)
     tensors = summarize(runs, names, settings.batch_sizes)
     return StudyResult(
         model=model,
@@ -156,6 +157,17 @@ def study_store(
         runs=runs,
         timings={"replay": time.perf_counter() - start},
     )
+
+
+def _warn_nonfinite(store: ActivationStore, names: Sequence[str]) -> None:
+    """calibrate's warning, per tensor: NaN is ignored, Inf makes amax (and the scale) inf."""
+    from trtcalib.calibrate import nonfinite_line
+    from trtcalib.console import warn
+
+    for name in names:
+        nan, inf = store.nonfinite_counts(name)
+        if nan or inf:
+            warn(nonfinite_line(name, nan, inf))
 
 
 def run_batch_size_study(

@@ -43,11 +43,14 @@ def _short(name: str, width: int = 38) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
-def plot_amax_vs_batch(result: StudyResult, path: Path, top: int = 4) -> Path:
+def plot_amax_vs_batch(result: StudyResult, path: Path, top: int = 4) -> Path | None:
     """amax vs batch size for the most sensitive tensors: each order as a dot, the min..max band
-    across orders, the exact-policy amax as reference line (max |x| in the title)."""
+    across orders, the exact-policy amax as reference line (max |x| in the title). Tensors with
+    an inf amax cannot be drawn and are left out; None when no tensor is left."""
+    tensors = result.most_sensitive(top, finite_only=True)
+    if not tensors:
+        return None
     plt = _pyplot()
-    tensors = result.most_sensitive(top)
     cols = 2 if len(tensors) > 1 else 1
     rows = math.ceil(len(tensors) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 3.9 * rows), squeeze=False)
@@ -93,6 +96,8 @@ def pick_histogram_case(result: StudyResult) -> tuple[TensorSummary, int] | None
     small, large = result.batch_sizes[0], result.batch_sizes[-1]
     best = None
     for t in result.tensors:
+        if not t.finite:  # an inf range has no histogram to draw
+            continue
         s, g = t.setting(small), t.setting(large)
         for k in range(result.orders):
             if s.growth_events[k] == 0:

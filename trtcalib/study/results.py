@@ -73,6 +73,13 @@ class TensorSummary:
     def setting(self, batch_size: int) -> SettingSummary:
         return next(s for s in self.settings if s.batch_size == batch_size)
 
+    @property
+    def finite(self) -> bool:
+        """False when Inf reached the tensor: some amax (or the exact one) is inf."""
+        return math.isfinite(self.exact_amax) and all(
+            math.isfinite(a) for s in self.settings for a in s.amax
+        )
+
 
 @dataclass
 class StudyResult:
@@ -94,15 +101,17 @@ class StudyResult:
     accuracy: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
-    def most_sensitive(self, top: int) -> list[TensorSummary]:
-        """Largest amax error vs exact first; ties broken by the spread at the smallest batch."""
+    def most_sensitive(self, top: int, finite_only: bool = False) -> list[TensorSummary]:
+        """Largest amax error vs exact first; ties broken by the spread at the smallest batch.
+        `finite_only` leaves out tensors whose amax is inf (Inf in the activations)."""
 
         def key(t: TensorSummary) -> tuple[float, float]:
             s = t.settings[0]
             spread = s.amax_max - s.amax_min
             return (-_finite_or_big(t.sensitivity), -_finite_or_big(spread))
 
-        return sorted(self.tensors, key=key)[:top]
+        tensors = [t for t in self.tensors if not finite_only or t.finite]
+        return sorted(tensors, key=key)[:top]
 
     def to_json(self) -> dict[str, Any]:
         return _clean(
@@ -295,7 +304,7 @@ def summary_table(result: StudyResult, top: int = 8):
         worst = max(worst_setting.rel_error, key=lambda e: abs(_finite_or_big(e)))
         spread = max(
             (s.amax_max - s.amax_min) / t.exact_amax if t.exact_amax else 0.0 for s in t.settings
-        )
+        )  # nan with an inf amax: shown as "inf"
         first, last = t.setting(small), t.setting(large)
         table.add_row(
             Text(t.name),  # a tensor name may hold [brackets]: never rich markup
@@ -303,7 +312,7 @@ def summary_table(result: StudyResult, top: int = 8):
             f"{_pct(worst)} (b={worst_setting.batch_size})",
             _pct(_worst(first.rel_error)),
             _pct(_worst(last.rel_error)),
-            f"{100 * spread:.1f}%",
+            f"{100 * spread:.1f}%" if t.finite else "inf",
             f"{min(first.growth_events)}-{max(first.growth_events)}",
             f"{np.mean(first.empty_bin_fraction):.0%}",
         )

@@ -83,6 +83,16 @@ class ActivationStore:
         self.sample_max(name)
         return self._finite[name]
 
+    def nonfinite_counts(self, name: str) -> tuple[int, int]:
+        """(NaN count, Inf count) of one tensor; one chunked pass, zeros when all finite."""
+        if self.all_finite(name):
+            return 0, 0
+        nan = inf = 0
+        for _, chunk in _chunks(self.arrays[name]):
+            nan += int(np.count_nonzero(np.isnan(chunk)))
+            inf += int(np.count_nonzero(np.isinf(chunk)))
+        return nan, inf
+
     def handle(self) -> StoreHandle:
         if self.mode != "memmap" or self.directory is None:
             raise ValueError("only a memmap store can be shared with worker processes")
