@@ -111,6 +111,7 @@ def study_store(
         raise DataError(f"{data}: no samples to study")
     check_batches_fit(settings.batch_sizes, store.num_samples, data)
     names = store.names
+    _warn_nonfinite(store, names)  # before the replays, on the store the caller owns
     mode, reason, nbytes = store.mode, store.reason, store.nbytes
     spec = settings.replay_spec()
     shared = None
@@ -139,7 +140,6 @@ def study_store(
     finally:
         if shared is not None:
             shared.close()
-    _warn_nonfinite(store, names)
     tensors = summarize(runs, names, settings.batch_sizes)
     return StudyResult(
         model=model,
