@@ -65,6 +65,25 @@ def check_writable(path: Path, *, create_parents: bool = True, kind: str = "file
         raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
+def check_output_folder(path: Path, option: str) -> None:
+    """ConfigError before any work when `path` cannot be (or become) a folder of outputs: it is
+    a file, a file stands where a parent folder must be, or the nearest folder is read-only."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: exists and is not a folder")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option} {path}: {probe} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{option} {path}: cannot write in {probe} ({exc.strerror or exc})"
+        ) from None
+
+
 def data_path(spec: str | os.PathLike) -> Path:
     """The file or folder a --data spec reads (`script.py:func` -> script.py)."""
     text = os.fspath(spec)

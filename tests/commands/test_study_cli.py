@@ -120,6 +120,56 @@ def test_labels_add_accuracy(cli, tiny, tmp_path):
     assert (out / "accuracy_vs_batch.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def _predicted_classes(model, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0].argmax(axis=1)
+
+
+def test_subset_picks_calibration_samples_and_their_labels_only(cli, tiny, tmp_path):
+    model, data, _ = tiny
+    x = np.load(data)["input"]
+    predicted = tmp_path / "predicted.npy"  # the float model is right on every sample
+    np.save(predicted, _predicted_classes(model, x))
+    subset = ["--subset-len", "6", "--sample-method", "random", "--seed", "3"]
+    out = tmp_path / "on-data"
+    r = cli("study", "batch-size", model, "--data", data, "--batches", "1,6", "--orders", "1",
+            "--labels", predicted, "--no-plots", "--out", out, *subset)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["num_samples"] == 6
+    assert doc["accuracy"]["float"] == 1.0  # labels subsetted like the samples, still aligned
+    # --eval-data is evaluated whole: the subset options choose calibration samples only
+    ev = np.random.default_rng(9).normal(size=(20, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", input=ev)
+    np.save(tmp_path / "eval_labels.npy", _predicted_classes(model, ev))
+    out = tmp_path / "on-eval"
+    r = cli("study", "batch-size", model, "--data", data, "--batches", "1,6", "--orders", "1",
+            "--eval-data", tmp_path / "eval.npz", "--labels", tmp_path / "eval_labels.npy",
+            "--no-plots", "--out", out, *subset)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["num_samples"] == 6 and doc["accuracy"]["float"] == 1.0
+    fractions = [s["accuracy"] * 20 for s in doc["accuracy"]["settings"]]
+    assert all(round(f, 9).is_integer() for f in fractions)
+
+
+def test_a_rerun_removes_outputs_it_no_longer_makes(cli, tiny, tmp_path):
+    model, data, labels = tiny
+    out = tmp_path / "again"
+    r = cli("study", "batch-size", model, "--data", data, "--batches", "1,12", "--orders", "1",
+            "--labels", labels, "--out", out)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert (out / "accuracy.csv").exists() and (out / "accuracy_vs_batch.png").exists()
+    (out / "notes.txt").write_text("mine")
+    r = cli("study", "batch-size", model, "--data", data, "--batches", "1,12", "--orders", "1",
+            "--no-plots", "--out", out)  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "results.csv", "results.json"]
+    assert "removed" in r.stdout
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -132,6 +182,9 @@ def test_labels_add_accuracy(cli, tiny, tmp_path):
         (["--growth", "cube"], "--growth"),
         (["--calibrator", "nope"], "--calibrator"),
         (["--num-bins", "100"], "--num-bins"),
+        (["--num-bins", "131072"], "from 128 to 65536"),
+        (["-c", "mse", "--num-bins", "128"], "start_bin=128 is past the histogram's 128 bins"),
+        (["--out", "FILE/below"], "is not a folder"),
         (["--replay", "fast"], "--replay"),
         (["--param", "nonsense"], "--param"),
         (["--param", "nope=1"], "nope"),
@@ -147,6 +200,7 @@ def test_bad_inputs_one_line_error_nothing_written(cli, tiny, tmp_path, args, ne
     np.save(wrong, np.zeros(5, dtype=np.int64))  # 5 labels for 12 samples
     args = [str(wrong) if a == "WRONG" else str(data) if a == "DATA" else a for a in args]
     args = [str(tmp_path / a) if a == "missing.npy" else a for a in args]
+    args = [a.replace("FILE", str(wrong)) for a in args]
     out = tmp_path / "never"
     r = cli("study", "batch-size", model, "--data", data, "--orders", "1", "--out", out, *args)
     assert r.exit_code == 2
@@ -216,6 +270,13 @@ def test_scenario_bad_growth(cli, tmp_path):
     r = cli("study", "scenario", "--growth", "cube", "--out", out)
     assert r.exit_code == 2 and r.stderr.startswith("error:") and "--growth" in r.stderr
     assert not out.exists()
+    (tmp_path / "file").write_text("x")
+    r = cli("study", "scenario", "--out", tmp_path / "file" / "scen")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert (
+        r.stderr.strip()
+        == f"error: --out {tmp_path / 'file' / 'scen'}: {tmp_path / 'file'} is not a folder"
+    )
 
 
 def test_fixed_batch_model_is_captured_one_sample_at_a_time(cli, tmp_path):

@@ -23,6 +23,19 @@ study_app = typer.Typer(
 )
 
 
+# every file `study batch-size` may write into --out
+OUTPUT_NAMES = frozenset(
+    {
+        "results.json",
+        "results.csv",
+        "accuracy.csv",
+        "amax_vs_batch.png",
+        "histogram_small_vs_large_batch.png",
+        "accuracy_vs_batch.png",
+    }
+)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(study_app, name="study")
 
@@ -152,6 +165,7 @@ def batch_size(
     """
     from trtcalib.console import info
     from trtcalib.errors import ConfigError
+    from trtcalib.paths import check_output_folder
     from trtcalib.study.batch_size import StudySettings, parse_batches
 
     sizes = parse_batches(batches)
@@ -178,8 +192,7 @@ def batch_size(
     settings.validate()
     options = dopt.data_options(subset_len=subset_len, sample_method=sample_method, seed=seed)
     out_dir = out if out is not None else Path("study-out") / model.stem
-    if out_dir.exists() and not out_dir.is_dir():  # checked before the long capture
-        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    check_output_folder(out_dir, "--out")  # before the long capture
 
     from trtcalib.study.batch_size import run_batch_size_study
 
@@ -188,7 +201,7 @@ def batch_size(
         raise ConfigError("--eval-data needs --labels (the accuracy is measured on it)")
     if labels is not None:
         # checked before the long capture: a wrong labels file fails in a second
-        label_array, eval_source = _labels_and_source(model, labels, eval_data or data, options)
+        label_array, eval_source = _labels_and_source(model, labels, eval_data, data, options)
     result, store = run_batch_size_study(model, data, settings, data_options=options)
     try:
         info(
@@ -229,19 +242,19 @@ def _parse_params(items: list[str]) -> dict[str, float]:
     return params
 
 
-def _labels_and_source(model_path: Path, labels: str, data: str, options):
-    from trtcalib.data import open_source
-    from trtcalib.errors import DataError
-    from trtcalib.evaluate import load_labels
+def _labels_and_source(model_path: Path, labels: str, eval_data: str | None, data: str, options):
+    """The accuracy's data and labels. --subset-len/--sample-method choose calibration samples:
+    they apply to --eval-data only when the accuracy is measured on --data itself, and then the
+    labels are subsetted the same way (as `qdq compare` does)."""
+    from trtcalib.data import DataOptions, open_source
+    from trtcalib.evaluate import load_labels, select_labels
     from trtcalib.model import input_specs, load_model
 
-    label_array = load_labels(labels)
-    source = open_source(data, input_specs(load_model(model_path)), options)
-    if source.num_samples is not None and source.num_samples != len(label_array):
-        raise DataError(
-            f"--labels {labels}: {len(label_array)} labels for the {source.num_samples} "
-            f"samples of {data}"
-        )
+    spec, spec_options = (data, options) if eval_data is None else (eval_data, DataOptions())
+    source = open_source(spec, input_specs(load_model(model_path)), spec_options)
+    label_array = select_labels(
+        load_labels(labels), spec_options, source.num_samples, origin=f"--labels {labels}"
+    )
     return label_array, source
 
 
@@ -294,6 +307,11 @@ def _write(result, out_dir: Path, png: dict[str, Path], top: int) -> None:
     written = write_results(result, out_dir)
     for path in png.values():
         written.append(_move_into(path, out_dir))
+    for name in OUTPUT_NAMES - {p.name for p in written}:
+        stale = out_dir / name  # from an earlier run: it would sit beside results it does not match
+        if stale.is_file():
+            stale.unlink()
+            console.print(f"removed {stale} (an earlier run's; this run did not make one)")
     console.print(summary_table(result, top))
     console.print(batch_table(result))
     if result.accuracy:
@@ -327,12 +345,12 @@ def scenario(
     Example: [cyan]trtcalib study scenario --growth square --out study-out/scenarios[/cyan]
     """
     from trtcalib.errors import ConfigError
+    from trtcalib.paths import check_output_folder
     from trtcalib.study.scenario import scenario_report
 
     if growth not in ("pow2", "square"):
         raise ConfigError(f"--growth {growth!r}: expected pow2 or square")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+    check_output_folder(out, "--out")
     report = scenario_report(growth, seed)
     staging = Path(tempfile.mkdtemp(prefix="trtcalib-scenario-"))
     try:

@@ -60,8 +60,12 @@ class StudySettings:
             raise ConfigError(f"--replay {self.replay!r}: expected auto or collector")
         if self.growth not in ("pow2", "square"):
             raise ConfigError(f"--growth {self.growth!r}: expected pow2 or square")
-        if self.num_bins < 128 or self.num_bins & (self.num_bins - 1):
-            raise ConfigError(f"--num-bins {self.num_bins}: must be a power of two >= 128")
+        from trtcalib.calibrate import MAX_BINS
+
+        if self.num_bins < 128 or self.num_bins & (self.num_bins - 1) or self.num_bins > MAX_BINS:
+            raise ConfigError(
+                f"--num-bins {self.num_bins}: must be a power of two from 128 to {MAX_BINS}"
+            )
         from trtcalib.stats import available_algorithms, get_algorithm
 
         try:
@@ -71,7 +75,8 @@ class StudySettings:
             raise ConfigError(
                 f"--calibrator {self.calibrator!r}: unknown (registered: {names})"
             ) from None
-        algorithm.validate(dict(self.params))  # ConfigError naming an unknown/bad parameter
+        full = algorithm.validate(dict(self.params))  # ConfigError naming a bad parameter
+        algorithm.check_num_bins(full, self.num_bins)  # e.g. mse's bins, before the capture
 
     def replay_spec(self) -> ReplaySpec:
         return ReplaySpec(
