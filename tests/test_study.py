@@ -263,6 +263,17 @@ def test_parse_batches_rejects(text):
     assert "--batches" in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("cpus, jobs, limit_mb, per_tensor_mb", [
+    (1, 1, 512, 512), (4, 1, 512, 128), (4, 2, 512, 256), (8, 1, 256, 64), (2, 1, 0, 64),
+])  # fmt: skip
+def test_sorted_copies_share_the_memory_limit(monkeypatch, cpus, jobs, limit_mb, per_tensor_mb):
+    # each thread (or worker) sorts one tensor at a time: together they stay within the limit
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    spec = StudySettings(jobs=jobs, memory_limit=limit_mb << 20).replay_spec()
+    assert spec.sort_limit == per_tensor_mb << 20
+    assert spec.threads == (cpus if jobs == 1 else 1)
+
+
 def test_settings_reject_bad_values():
     store = store_from_arrays({"x": np.ones((4, 2), np.float32)})
     for kw in ({"orders": 0}, {"jobs": 0}, {"growth": "cube"}, {"calibrator": "nope"},
@@ -303,6 +314,7 @@ def test_results_json_and_csv_schema(tmp_path):
     assert doc["schema"] == JSON_SCHEMA
     assert doc["batch_sizes"] == [1, 4] and doc["orders"] == 2 and doc["seed"] == 3
     assert doc["num_samples"] == 12 and doc["calibrator"] == "entropy"
+    assert doc["params"] == {"bin0_as_bin1": 1.0}  # the default that ran, not only typed ones
     assert doc["histogram"] == "trt" and doc["reference_histogram"] == "exact"
     assert doc["storage"]["mode"] == "memory"
     assert [t["name"] for t in doc["tensors"]] == ["conv", "fc"]

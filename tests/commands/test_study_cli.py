@@ -288,8 +288,12 @@ def test_fixed_batch_model_is_captured_one_sample_at_a_time(cli, tmp_path):
     r = cli("study", "batch-size", model, "--data", data, "--batches", "1,5", "--orders", "1",
             "--no-plots", "--out", out)  # fmt: skip
     assert r.exit_code == 0, r.stderr
+    assert (
+        "model input 'input' [1, 3, 8, 8] has a fixed batch of 1: TensorRT calibrates it at "
+        "batch 1 only; batch sizes 5 show" in " ".join(r.stderr.split())
+    )
     doc = json.loads((out / "results.json").read_text())
-    assert doc["num_samples"] == 5
+    assert doc["num_samples"] == 5 and doc["last_batch"] == "keep"
     inp = next(t for t in doc["tensors"] if t["name"] == "input")
     assert inp["global_max"] == float(np.abs(x).max())
 

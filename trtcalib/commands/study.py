@@ -131,7 +131,8 @@ def batch_size(
         typer.Option(
             "--memory-mb",
             help="Keep captured activations in RAM up to this size; above it they go to "
-            "memory-mapped files in a temporary folder.",
+            "memory-mapped files in a temporary folder. The replays' sorted copies (8 bytes "
+            "per value, shared by all threads or --jobs, at least 64 MiB each) fit it too.",
         ),
     ] = 512,
     replay: Annotated[
@@ -155,7 +156,8 @@ def batch_size(
     policy as reference. Per tensor it reports the amax spread across orders, the error vs
     exact, the range growths and the empty bins. Writes results.json, results.csv and PNGs
     (amax vs batch size, the histogram at the smallest vs the largest batch, accuracy vs
-    batch size with --labels). A batch size larger than the data is refused.
+    batch size with --labels). A batch size larger than the data is refused; when the samples
+    do not divide evenly the last, smaller batch is replayed too (calibrate's --last-batch keep).
 
     Example: [cyan]trtcalib study batch-size model.onnx --data calib.npz --batches 1,8,64
     --orders 5 --jobs 2[/cyan]

@@ -78,7 +78,17 @@ class StudySettings:
         full = algorithm.validate(dict(self.params))  # ConfigError naming a bad parameter
         algorithm.check_num_bins(full, self.num_bins)  # e.g. mse's bins, before the capture
 
+    def full_params(self) -> dict[str, float]:
+        from trtcalib.stats import get_algorithm
+
+        return dict(get_algorithm(self.calibrator).validate(dict(self.params)))
+
     def replay_spec(self) -> ReplaySpec:
+        # like calibrate's collector threads: one per CPU, but only without worker processes
+        threads = (os.cpu_count() or 1) if self.jobs == 1 else 1
+        # every thread (or worker process) may hold one tensor's sorted copy at a time: they
+        # share --memory-mb, each at least 64 MiB so small limits still use the fast path
+        concurrent = threads if self.jobs == 1 else self.jobs
         return ReplaySpec(
             algorithm=self.calibrator,
             params=self.params,
@@ -86,9 +96,8 @@ class StudySettings:
             num_bins=self.num_bins,
             seed=self.seed,
             method=self.replay,
-            sort_limit=max(self.memory_limit, 64 << 20),
-            # like calibrate's collector threads: one per CPU, but only without worker processes
-            threads=(os.cpu_count() or 1) if self.jobs == 1 else 1,
+            sort_limit=max(self.memory_limit // concurrent, 64 << 20),
+            threads=threads,
         )
 
 
@@ -151,7 +160,7 @@ def study_store(
         data=data,
         num_samples=store.num_samples,
         calibrator=settings.calibrator,
-        params=dict(settings.params),
+        params=settings.full_params(),  # with the defaults: the record says what ran
         growth=settings.growth,
         num_bins=settings.num_bins,
         seed=settings.seed,
@@ -162,6 +171,27 @@ def study_store(
         runs=runs,
         timings={"replay": time.perf_counter() - start},
     )
+
+
+def _warn_fixed_batch(model: object, batch_sizes: Sequence[int], num_samples: int | None) -> None:
+    """A model exported with a fixed batch calibrates at that batch only: the study's other
+    sizes answer "what if I re-exported it", and its last partial batch is kept (calibrate
+    would ask for --last-batch pad or drop)."""
+    from trtcalib.console import warn
+    from trtcalib.model import input_specs
+
+    for spec in input_specs(model):  # type: ignore[arg-type]
+        lead = spec.shape[0] if spec.shape else None
+        if not isinstance(lead, int) or lead <= 0:
+            continue
+        others = [b for b in batch_sizes if b != lead]
+        if others:
+            warn(
+                f"model input '{spec.name}' {spec.shape_str()} has a fixed batch of {lead}: "
+                f"TensorRT calibrates it at batch {lead} only; batch sizes "
+                f"{', '.join(map(str, others))} show what a re-export with a dynamic batch gets"
+            )
+        return
 
 
 def _warn_nonfinite(store: ActivationStore, names: Sequence[str]) -> None:
@@ -194,6 +224,7 @@ def run_batch_size_study(
     source = open_source(data, input_specs(model), data_options)  # type: ignore[arg-type]
     if source.num_samples is not None:
         check_batches_fit(settings.batch_sizes, source.num_samples, str(data))
+    _warn_fixed_batch(model, settings.batch_sizes, source.num_samples)
     start = time.perf_counter()
     store = capture_activations(
         model,

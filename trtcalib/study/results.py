@@ -128,6 +128,7 @@ class StudyResult:
                 "num_bins": self.num_bins,
                 "seed": self.seed,
                 "batch_sizes": self.batch_sizes,
+                "last_batch": "keep",  # a smaller last batch is replayed, never padded/dropped
                 "orders": self.orders,
                 "order_note": "order 0 is the data order; order k >= 1 is "
                 "numpy.random.default_rng([seed, k]).permutation(num_samples)",
