@@ -165,6 +165,7 @@ def batch_size(
     With accuracy: [cyan]trtcalib study batch-size model.onnx --data calib.npz
     --eval-data eval.npz --labels eval.npz:labels[/cyan]
     """
+    from trtcalib.commands._common import parse_params
     from trtcalib.console import info
     from trtcalib.errors import ConfigError
     from trtcalib.paths import check_output_folder
@@ -182,7 +183,7 @@ def batch_size(
         batch_sizes=tuple(sizes),
         orders=orders,
         calibrator=calibrator,
-        params=tuple(_parse_params(param or []).items()),
+        params=tuple(parse_params(param).items()),
         growth=growth,
         num_bins=num_bins,
         seed=seed,
@@ -225,23 +226,6 @@ def batch_size(
             shutil.rmtree(staging, ignore_errors=True)
     finally:
         store.close()
-
-
-def _parse_params(items: list[str]) -> dict[str, float]:
-    from trtcalib.errors import ConfigError
-
-    params: dict[str, float] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        try:
-            if not sep or not key.strip():
-                raise ValueError
-            params[key.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(
-                f"--param {item!r}: expected NAME=NUMBER, e.g. percentile=99.9"
-            ) from None
-    return params
 
 
 def _labels_and_source(model_path: Path, labels: str, eval_data: str | None, data: str, options):
