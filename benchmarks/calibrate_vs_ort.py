@@ -313,6 +313,12 @@ def main() -> None:
                 f"ort-entropy collect {median('ort-entropy', 'collect_time'):.1f} s, "
                 f"KL {median('ort-entropy', 'kl_time'):.1f} s"
             )
+            if "capture" in runs:
+                # no calibrator built on this capture can beat the capture itself
+                print(
+                    f"ort-entropy / capture = {ort_time / median('capture'):.1f}x: the ceiling "
+                    "for any calibrator that reads every activation from onnxruntime"
+                )
     print("(shared, noisy machine: compare ratios from the same run, not absolute times)")
 
 
