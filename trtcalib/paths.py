@@ -51,18 +51,9 @@ def check_writable(path: Path, *, create_parents: bool = True, kind: str = "file
     """
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, expected a {kind} path")
-    probe = path.parent
-    if not create_parents and not probe.exists():
-        raise ConfigError(f"{path}: folder {probe} does not exist")
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{path}: {probe} is not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
+    if not create_parents and not path.parent.exists():
+        raise ConfigError(f"{path}: folder {path.parent} does not exist")
+    _check_nearest_folder(str(path), path.parent)
 
 
 def check_output_folder(path: Path, option: str) -> None:
@@ -70,18 +61,21 @@ def check_output_folder(path: Path, option: str) -> None:
     a file, a file stands where a parent folder must be, or the nearest folder is read-only."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path}: exists and is not a folder")
-    probe = path
+    _check_nearest_folder(f"{option} {path}", path)
+
+
+def _check_nearest_folder(what: str, start: Path) -> None:
+    """The nearest existing path at or above `start` must be a folder we can create files in."""
+    probe = start
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise ConfigError(f"{option} {path}: {probe} is not a folder")
+        raise ConfigError(f"{what}: {probe} is not a folder")
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as exc:
-        raise ConfigError(
-            f"{option} {path}: cannot write in {probe} ({exc.strerror or exc})"
-        ) from None
+        raise ConfigError(f"{what}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
 def data_path(spec: str | os.PathLike) -> Path:
