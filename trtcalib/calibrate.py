@@ -45,6 +45,14 @@ def check_choice(what: str, value: Any, choices: Sequence[str]) -> None:
 MAX_BINS = 1 << 16  # TensorRT uses 2048; more bins cost memory per tensor and change little
 
 
+def num_bins_problem(value: Any) -> str | None:
+    """Why `value` cannot be a histogram's bin count (None when it can)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if whole and 128 <= value <= MAX_BINS and not value & (value - 1):
+        return None
+    return f"must be a power of two from 128 to {MAX_BINS}"
+
+
 @dataclass(frozen=True)
 class CalibrationSettings:
     """How to calibrate. `params` are the calibrator's parameters (defaults filled in later)."""

@@ -73,12 +73,9 @@ def _calibrator(value: Any) -> str | None:
 
 
 def _num_bins(value: Any) -> str | None:
-    from trtcalib.calibrate import MAX_BINS
+    from trtcalib.calibrate import num_bins_problem
 
-    whole = isinstance(value, int) and not isinstance(value, bool)
-    if whole and 128 <= value <= MAX_BINS and not value & (value - 1):
-        return None
-    return f"must be a power of two from 128 to {MAX_BINS}"
+    return num_bins_problem(value)
 
 
 def _percentile(value: Any) -> str | None:

@@ -60,12 +60,11 @@ class StudySettings:
             raise ConfigError(f"--replay {self.replay!r}: expected auto or collector")
         if self.growth not in ("pow2", "square"):
             raise ConfigError(f"--growth {self.growth!r}: expected pow2 or square")
-        from trtcalib.calibrate import MAX_BINS
+        from trtcalib.calibrate import num_bins_problem
 
-        if self.num_bins < 128 or self.num_bins & (self.num_bins - 1) or self.num_bins > MAX_BINS:
-            raise ConfigError(
-                f"--num-bins {self.num_bins}: must be a power of two from 128 to {MAX_BINS}"
-            )
+        problem = num_bins_problem(self.num_bins)
+        if problem:
+            raise ConfigError(f"--num-bins {self.num_bins}: {problem}")
         from trtcalib.stats import available_algorithms, get_algorithm
 
         try:
@@ -173,10 +172,9 @@ def study_store(
     )
 
 
-def _warn_fixed_batch(model: object, batch_sizes: Sequence[int], num_samples: int | None) -> None:
+def _warn_fixed_batch(model: object, batch_sizes: Sequence[int]) -> None:
     """A model exported with a fixed batch calibrates at that batch only: the study's other
-    sizes answer "what if I re-exported it", and its last partial batch is kept (calibrate
-    would ask for --last-batch pad or drop)."""
+    sizes answer "what if I re-exported it"."""
     from trtcalib.console import warn
     from trtcalib.model import input_specs
 
@@ -224,7 +222,7 @@ def run_batch_size_study(
     source = open_source(data, input_specs(model), data_options)  # type: ignore[arg-type]
     if source.num_samples is not None:
         check_batches_fit(settings.batch_sizes, source.num_samples, str(data))
-    _warn_fixed_batch(model, settings.batch_sizes, source.num_samples)
+    _warn_fixed_batch(model, settings.batch_sizes)
     start = time.perf_counter()
     store = capture_activations(
         model,
