@@ -71,16 +71,34 @@ def _stored_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
         yield from in_graph(function.node)
 
 
-def _load_external_weights(model: onnx.ModelProto, path: Path) -> None:
-    """Read weights stored in files next to the model; name the file when one is unusable."""
+def external_weight_files(path: Path) -> list[Path]:
+    """The files next to the ONNX model `path` that hold its external weights ([] when the file
+    does not parse: loading it reports that)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX, missing, a directory: load_model names the problem
+        return []
+    return [path.parent / location for location in _external_locations(model)]
+
+
+def _external_locations(model: onnx.ModelProto) -> list[str]:
+    """The external weights files the model names, in first-use order, each once."""
     from onnx import external_data_helper as ext
 
-    locations = []
+    locations: list[str] = []
     for tensor in _stored_tensors(model):
         if ext.uses_external_data(tensor):
             location = ext.ExternalDataInfo(tensor).location
             if location not in locations:
                 locations.append(location)
+    return locations
+
+
+def _load_external_weights(model: onnx.ModelProto, path: Path) -> None:
+    """Read weights stored in files next to the model; name the file when one is unusable."""
+    from onnx import external_data_helper as ext
+
+    locations = _external_locations(model)
     if not locations:
         return
     for location in locations:

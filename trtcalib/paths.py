@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from trtcalib.errors import ConfigError
@@ -29,13 +29,59 @@ def check_outputs_spare_inputs(
 
     `outputs` maps the option ("--cache") to the path it writes, `inputs` maps a description
     ("the model") to the path read; None entries are ignored.
+    An input that is a folder (a --data folder) spares everything inside it too: a file written
+    there would be read back as data on the next run.
     """
     for option, out in outputs.items():
         if out is None:
             continue
         for what, path in inputs.items():
-            if path is not None and same_file(out, path):
+            if path is None:
+                continue
+            if same_file(out, path):
                 raise ConfigError(f"{option} {out}: is {what}; choose another path")
+            if Path(path).is_dir() and _inside(out, path):
+                raise ConfigError(f"{option} {out}: is inside {what} ({path}); choose another path")
+
+
+def check_folder_spares_inputs(
+    option: str,
+    folder: Path,
+    names: Iterable[str],
+    inputs: Mapping[str, str | os.PathLike | None],
+) -> None:
+    """ConfigError when an output folder (study --out) is, or is inside, an input folder, or
+    one of the file `names` it writes there would replace an input."""
+    for what, path in inputs.items():
+        if (
+            path is not None
+            and Path(path).is_dir()
+            and (_inside(folder, path) or same_file(folder, path))
+        ):
+            raise ConfigError(
+                f"{option} {folder}: is inside {what} ({path}); choose another folder"
+            )
+    check_outputs_spare_inputs(
+        {f"{option} {folder}: its output": folder / n for n in names}, inputs
+    )
+
+
+def model_and_weights(model: str | os.PathLike, what: str = "the model") -> dict[str, Path]:
+    """{description: path} for the model file and the external weights files it names, for
+    check_outputs_spare_inputs: `-o weights.bin` must not replace the model's weights either."""
+    from trtcalib.model import external_weight_files
+
+    files = {what: Path(model)}
+    for path in external_weight_files(Path(model)):
+        files[f"{what}'s external weights file"] = path
+    return files
+
+
+def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except OSError:  # e.g. a symlink loop
+        return False
 
 
 def default_cache_path(model: Path, calibrator: str, batch: int) -> Path:

@@ -468,6 +468,17 @@ def test_convert_refuses_to_overwrite_input_or_its_sidecar(cli, tmp_path, cache_
     assert not sidecar_path(cache_file).exists()
 
 
+def test_convert_json_to_cache_never_deletes_its_input(cli, tmp_path, cache_file):
+    # X.json is the sidecar of X: writing the cache X would remove it as a stale sidecar
+    scales = tmp_path / "model.c.json"
+    assert cli("cache", "convert", cache_file, "--to", "json", "-o", scales).exit_code == 0
+    before = scales.read_bytes()
+    result = cli("cache", "convert", scales, "--to", "cache", "-o", tmp_path / "model.c")
+    assert_one_line_error(result, "would delete", "model.c.json")
+    assert scales.read_bytes() == before
+    assert not (tmp_path / "model.c").exists()
+
+
 def test_convert_into_missing_folder(cli, tmp_path, cache_file):
     result = cli("cache", "convert", cache_file, "--to", "json", "-o", tmp_path / "no" / "x.json")
     assert_one_line_error(result, "does not exist")

@@ -209,6 +209,14 @@ def test_growth_with_the_exact_histogram_is_a_warning(cli, work):
     assert r.exit_code == 0 and "--growth" not in r.stderr
 
 
+def test_the_cache_must_not_land_in_a_data_folder(cli, work):
+    (work / "arrays").mkdir()
+    np.save(work / "arrays" / "x.npy", np.load("calib.npz")["input"])
+    r = cli("calibrate", "conv.onnx", "--data", "arrays", "--cache", "arrays/conv.cache")
+    _assert_one_line_error(r, "is inside the --data source")
+    assert sorted(p.name for p in (work / "arrays").iterdir()) == ["x.npy"]
+
+
 def test_the_cache_must_not_replace_the_config_file(cli, work):
     config = work / "cfg.toml"
     config.write_text("[calibrate]\nbatch = 5\n")

@@ -117,8 +117,27 @@ def test_qdq_upgrades_old_opset_and_says_so(cli, tmp_path):
 def test_qdq_refuses_to_overwrite_the_input_model(cli, files):
     before = files["model"].read_bytes()
     result = cli("qdq", files["model"], "-c", files["cache"], "-o", files["model"])
-    assert_one_line_error(result, "is the input model")
+    assert_one_line_error(result, "is the model")
     assert files["model"].read_bytes() == before
+
+
+def test_outputs_never_replace_external_weights_nor_land_in_a_data_folder(cli, files):
+    folder = files["dir"]
+    model = folder / "ext.onnx"
+    onnx.save(tinymodels.conv_model(), str(model), save_as_external_data=True,
+              location="ext.weights", size_threshold=0)  # fmt: skip
+    weights = (folder / "ext.weights").read_bytes()
+    result = cli("qdq", model, "-c", files["cache"], "-o", folder / "ext.weights")
+    assert_one_line_error(result, "is the model's external weights file")
+    assert (folder / "ext.weights").read_bytes() == weights
+    # a report written into a --data folder would be read back as data next time
+    data = folder / "arrays"
+    data.mkdir()
+    np.save(data / "x.npy", np.load(files["plain"])["input"])
+    report = data / "report.json"
+    result = cli("eval", files["model"], "-c", files["cache"], "-d", data, "--json", report)
+    assert_one_line_error(result, "is inside the --data source")
+    assert not report.exists()
 
 
 def test_outputs_never_replace_the_provenance_sidecar_of_the_cache(cli, files):

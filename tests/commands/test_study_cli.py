@@ -56,6 +56,17 @@ def test_batch_size_end_to_end(cli, tiny, tmp_path):
     assert not list(out.glob(".*")) and not list(out.glob("*.tmp"))
 
 
+def test_out_inside_a_data_folder_is_refused_before_any_work(cli, tiny, tmp_path):
+    model, data, _ = tiny
+    folder = tmp_path / "arrays"
+    folder.mkdir()
+    np.save(folder / "x.npy", np.load(data)["input"])
+    r = cli("study", "batch-size", model, "--data", folder, "--batches", "2",
+            "--out", folder / "study")  # fmt: skip
+    assert r.exit_code == 2 and "is inside the --data source" in r.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["x.npy"]
+
+
 def test_default_out_dir_is_study_out_model_stem(cli, tiny, tmp_path, monkeypatch):
     model, data, _ = tiny
     monkeypatch.chdir(tmp_path)

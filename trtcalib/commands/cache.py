@@ -467,6 +467,7 @@ def convert_command(
     from trtcalib.cache.io import read_checked_bytes
     from trtcalib.console import console
     from trtcalib.errors import CacheFormatError, ConfigError
+    from trtcalib.paths import check_outputs_spare_inputs, same_file
 
     kind = to.lower()
     if kind == "trt":
@@ -474,11 +475,16 @@ def convert_command(
     if kind not in ("json", "csv", "cache"):
         raise ConfigError(f"--to {to!r}: must be json, csv or cache")
     if output is not None:
-        if output.resolve() == source.resolve():
-            raise ConfigError(f"--output {output}: is the input file; choose another path")
-        if output.resolve() == sidecar_path(source).resolve():
+        inputs = {
+            "the input file": source,
+            f"the provenance sidecar of {source}": sidecar_path(source),
+        }
+        check_outputs_spare_inputs({"--output": output}, inputs)
+        if kind == "cache" and same_file(sidecar_path(output), source):
+            # writing a cache removes the stale sidecar next to it: here that file is the input
             raise ConfigError(
-                f"--output {output}: is the provenance sidecar of {source}; choose another path"
+                f"--output {output}: writing it would delete {source}, the input (it is the "
+                "output's provenance sidecar); choose another path"
             )
         if output.is_dir():
             raise ConfigError(f"--output {output}: is a directory")

@@ -163,11 +163,15 @@ def _check_cache_spares_inputs(
     """`--cache model.onnx`, `calib.npz` or `cfg.toml` must not turn an input into a cache (nor
     into its sidecar)."""
     from trtcalib.cache import sidecar_path
-    from trtcalib.paths import check_outputs_spare_inputs, data_path
+    from trtcalib.paths import check_outputs_spare_inputs, data_path, model_and_weights
 
     check_outputs_spare_inputs(
         {"--cache": path, "--cache (its provenance sidecar)": sidecar_path(path)},
-        {"the model": model, "the --data source": data_path(data), "the --config file": config},
+        {
+            **model_and_weights(model),
+            "the --data source": data_path(data),
+            "the --config file": config,
+        },
     )
 
 

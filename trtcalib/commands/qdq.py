@@ -111,11 +111,17 @@ def _write_json(path: Path, payload: dict) -> None:
     _write_atomic(path, text.encode("utf-8"))
 
 
-def _check_spares_inputs(option: str, out: Path | None, inputs: dict[str, object]) -> None:
-    """`-o model.cache` or `--json data.npz` must not replace a file the command reads."""
-    from trtcalib.paths import check_outputs_spare_inputs, data_path
+def _check_spares_inputs(
+    option: str, out: Path | None, model: Path, inputs: dict[str, object]
+) -> None:
+    """`-o model.cache` or `--json data.npz` must not replace a file the command reads (the
+    model's external weights included), nor land inside a --data folder."""
+    from trtcalib.paths import check_outputs_spare_inputs, data_path, model_and_weights
 
-    paths = {what: None if p is None else data_path(str(p)) for what, p in inputs.items()}
+    if out is None:
+        return
+    paths: dict[str, object] = dict(model_and_weights(model))
+    paths.update({what: None if p is None else data_path(str(p)) for what, p in inputs.items()})
     if inputs.get("the --cache") is not None:  # writing over it would orphan the cache
         from trtcalib.cache import sidecar_path
 
@@ -226,7 +232,7 @@ def qdq_command(
     from trtcalib.console import console
 
     target = Path(output) if output is not None else default_output(model)
-    _check_spares_inputs("--output", target, {"the input model": model, "the --cache": cache})
+    _check_spares_inputs("--output", target, model, {"the --cache": cache})
     if target.is_dir():
         raise ConfigError(f"--output {target}: is a directory")
     folder = target.parent if str(target.parent) else Path(".")
@@ -391,7 +397,8 @@ def eval_command(
     _check_spares_inputs(
         "--json",
         json_out,
-        {"the model": model, "the --cache": cache, "the --data source": data, "--labels": labels},
+        model,
+        {"the --cache": cache, "the --data source": data, "--labels": labels},
     )
     options = data_options
     fp32, cache_obj, result = _load_quantized(model, cache, exclude, allow_partial)
@@ -507,8 +514,8 @@ def compare_command(
     }
     batch = settings[names[0]].batch_size
     _check_json_target(json_out)
-    inputs = {"the model": model, "the --data source": data, "the --eval-data source": eval_data}
-    _check_spares_inputs("--json", json_out, {**inputs, "--labels": labels})
+    inputs = {"the --data source": data, "the --eval-data source": eval_data, "--labels": labels}
+    _check_spares_inputs("--json", json_out, model, inputs)
     fp32 = load_model(model)
     calib_options = data_options
     calib_source = _open_data(fp32, data, calib_options)

@@ -168,7 +168,12 @@ def batch_size(
     from trtcalib.commands._common import parse_params
     from trtcalib.console import info
     from trtcalib.errors import ConfigError
-    from trtcalib.paths import check_output_folder
+    from trtcalib.paths import (
+        check_folder_spares_inputs,
+        check_output_folder,
+        data_path,
+        model_and_weights,
+    )
     from trtcalib.study.batch_size import StudySettings, parse_batches
 
     sizes = parse_batches(batches)
@@ -196,6 +201,13 @@ def batch_size(
     options = dopt.data_options(subset_len=subset_len, sample_method=sample_method, seed=seed)
     out_dir = out if out is not None else Path("study-out") / model.stem
     check_output_folder(out_dir, "--out")  # before the long capture
+    inputs: dict[str, object] = dict(model_and_weights(model))
+    inputs["the --data source"] = data_path(data)
+    if eval_data is not None:
+        inputs["the --eval-data source"] = data_path(eval_data)
+    if labels is not None:
+        inputs["--labels"] = data_path(labels)  # FILE.npz:KEY -> FILE.npz
+    check_folder_spares_inputs("--out", out_dir, OUTPUT_NAMES, inputs)
 
     from trtcalib.study.batch_size import run_batch_size_study
 

@@ -26,6 +26,7 @@ from trtcalib.paths import (
     check_writable,
     data_path,
     default_cache_path,
+    model_and_weights,
     same_file,
 )
 from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, TensorRTInfo, probe_tensorrt, version_major
@@ -131,7 +132,7 @@ def opt_shapes(specs: list[Any], batch: int, model: Path) -> dict[str, tuple[int
 
 def _check_outputs_spare_inputs(o: BuildOptions, cache: Path, engine: Path) -> None:
     """Refuse output paths that name an input: `--cache calib.npz` must not replace the data."""
-    inputs = {"the model": Path(o.model)}
+    inputs: dict[str, Path] = model_and_weights(o.model)
     if o.data is not None:
         inputs["the --data source"] = data_path(o.data)
     outputs = {

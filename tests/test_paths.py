@@ -1,0 +1,75 @@
+"""paths: an output never replaces an input, nor lands in a data folder or on model weights."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+import tinymodels
+
+from trtcalib.errors import ConfigError
+from trtcalib.paths import (
+    check_folder_spares_inputs,
+    check_outputs_spare_inputs,
+    model_and_weights,
+)
+
+
+def test_output_inside_an_input_folder_is_refused(tmp_path):
+    data = tmp_path / "images"
+    (data / "cats").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"--json .*report\.json: is inside the --data source"):
+        check_outputs_spare_inputs(
+            {"--json": data / "cats" / "report.json"}, {"the --data source": data}
+        )
+    # next to the folder (and a folder name that merely starts the same) is fine
+    check_outputs_spare_inputs({"--json": tmp_path / "images.json"}, {"the --data source": data})
+    check_outputs_spare_inputs({"--json": tmp_path / "images2" / "x"}, {"the --data source": data})
+
+
+def test_output_equal_to_an_input_file_is_refused(tmp_path):
+    data = tmp_path / "calib.npz"
+    data.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="is the --data source"):
+        check_outputs_spare_inputs(
+            {"--cache": tmp_path / "." / "calib.npz"}, {"the --data source": data}
+        )
+
+
+def test_model_and_weights_lists_external_weight_files(tmp_path):
+    path = tmp_path / "ext.onnx"
+    onnx.save(
+        tinymodels.conv_model(),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="ext.weights",
+        size_threshold=0,
+    )
+    files = model_and_weights(path)
+    assert list(files.values()) == [path, tmp_path / "ext.weights"]
+    with pytest.raises(ConfigError, match="is the model's external weights file"):
+        check_outputs_spare_inputs({"-o": tmp_path / "ext.weights"}, files)
+    # a model with its weights inside, or a file that is not ONNX: just the model
+    plain = tinymodels.save(tinymodels.conv_model(), tmp_path, "plain.onnx")
+    assert list(model_and_weights(plain).values()) == [plain]
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\xff\x00 not onnx")
+    assert list(model_and_weights(junk).values()) == [junk]
+
+
+def test_output_folder_inside_or_equal_to_a_data_folder_is_refused(tmp_path):
+    data = tmp_path / "images"
+    data.mkdir()
+    for out in (data, data / "study"):
+        with pytest.raises(ConfigError, match="is inside the --data source"):
+            check_folder_spares_inputs("--out", out, ["results.json"], {"the --data source": data})
+    check_folder_spares_inputs(
+        "--out", tmp_path / "out", ["results.json"], {"the --data source": data}
+    )
+
+
+def test_output_folder_file_that_is_an_input_is_refused(tmp_path):
+    labels = tmp_path / "results.json"
+    labels.write_text("[]")
+    with pytest.raises(ConfigError, match="results.json: is --labels"):
+        check_folder_spares_inputs("--out", tmp_path, ["results.json"], {"--labels": labels})
