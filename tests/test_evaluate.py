@@ -215,21 +215,54 @@ def test_load_labels_errors_are_one_line(tmp_path, make, spec, match):
     assert "\n" not in str(info.value)
 
 
-def test_select_labels_follows_the_data_selection(tmp_path):
+def _script_source(model, tmp_path, n: int, **options):
+    """A load_data() script yielding sample i filled with the value i, 4 samples per chunk."""
+    path = tmp_path / "load.py"
+    path.write_text(
+        "import numpy as np\n"
+        "def load_data():\n"
+        f"    for i in range(0, {n}, 4):\n"
+        f"        v = np.arange(i, min(i + 4, {n}), dtype=np.float32)\n"
+        "        yield {'input': v[:, None, None, None] * np.ones((1, 3, 8, 8), np.float32)}\n"
+    )
+    return open_source(str(path), input_specs(model), DataOptions(**options))
+
+
+@pytest.mark.parametrize("kind", ["npz", "script"])
+@pytest.mark.parametrize("method", ["sequential", "random"])
+def test_select_labels_follows_the_data_selection(tmp_path, kind, method):
+    """Sample i holds the value i: the labels picked must be exactly the samples read."""
     model = tinymodels.conv_model()
     n = 30
     x = np.zeros((n, 3, 8, 8), np.float32) + np.arange(n, dtype=np.float32)[:, None, None, None]
+    options = {"subset_len": 7, "sample_method": method, "seed": 4}
     labels = np.arange(n)
-    for method in ("sequential", "random"):
-        options = DataOptions(subset_len=7, sample_method=method, seed=4)
-        source = source_for(
-            model, tmp_path, x, **{"subset_len": 7, "sample_method": method, "seed": 4}
-        )
-        seen = np.concatenate([c["input"][:, 0, 0, 0] for c in source.samples()]).astype(int)
-        picked = select_labels(labels, options, source.num_samples, origin="labels")
-        np.testing.assert_array_equal(picked, seen, err_msg=method)
-    with pytest.raises(DataError, match="29 labels for 30"):
-        select_labels(labels[:29], DataOptions(), n, origin="labels")
+    if kind == "npz":
+        source = source_for(model, tmp_path, x, **options)
+    else:
+        source = _script_source(model, tmp_path, n, **options)
+    picked = select_labels(labels, source, origin="labels")
+    seen = np.concatenate([c["input"][:, 0, 0, 0] for c in source.samples()]).astype(int)
+    np.testing.assert_array_equal(picked, seen)
+
+
+def test_labels_must_cover_the_whole_source_even_when_subsetted(tmp_path):
+    """31 labels for 30 samples is a wrong labels file, whichever 7 samples are drawn."""
+    model = tinymodels.conv_model()
+    x = np.zeros((30, 3, 8, 8), np.float32)
+    for options in ({}, {"subset_len": 7, "sample_method": "random", "seed": 4}):
+        source = source_for(model, tmp_path, x, **options)
+        for count in (29, 31):
+            with pytest.raises(DataError, match=f"{count} labels for the 30 samples"):
+                select_labels(np.arange(count), source, origin="labels")
+
+
+def test_script_yielding_another_count_than_its_labels_is_an_error(tmp_path):
+    model = tinymodels.conv_model()
+    source = _script_source(model, tmp_path, 30, subset_len=7, sample_method="random", seed=4)
+    select_labels(np.arange(31), source, origin="--labels l.npy")  # unknown length: accepted...
+    with pytest.raises(DataError, match="31 labels for the 30 samples of"):
+        list(source.samples())  # ...until the script has run
 
 
 def test_labels_txt_one_integer_per_line(tmp_path):

@@ -609,19 +609,8 @@ def labels_from_data(data_spec: str) -> np.ndarray | None:
     return load_labels(f"{path}:labels")
 
 
-def select_labels(labels: np.ndarray, options, num_samples: int | None, origin: str) -> np.ndarray:
-    """The labels of the samples `options` (--subset-len/--sample-method) selects from the data.
-
-    Uses the data package's own selection rule so labels stay aligned with the samples.
-    """
-    from trtcalib.data.subset import make_selection
-
-    if options is not None and options.subset_len is not None and options.subset_len < len(labels):
-        selection = make_selection(len(labels), options, origin)
-        if selection.indices is not None:
-            labels = labels[selection.indices]
-        else:
-            labels = labels[: selection.count]
-    if num_samples is not None and len(labels) != num_samples:
-        raise DataError(f"{origin}: {len(labels)} labels for {num_samples} data samples")
-    return labels
+def select_labels(labels: np.ndarray, source, origin: str) -> np.ndarray:
+    """The labels of the samples `source` yields: its own --subset-len/--sample-method choice
+    (a random subset of a script is a reservoir sample, of a file an index draw), so the labels
+    stay aligned with the samples. DataError when `labels` does not cover the whole source."""
+    return labels[source.label_rows(len(labels), origin)]

@@ -254,7 +254,7 @@ def test_eval_sensitivity_skip_mode_writes_ranking_to_json(cli, files):
     ("extra", "fragments"),
     [
         (["--labels", "{d}/missing.npy"], ["missing.npy", "no such labels file"]),
-        (["--labels", "{d}/short.npy"], ["23 labels for 24"]),
+        (["--labels", "{d}/short.npy"], ["short.npy: 23 labels for the 24 samples of"]),
         (["--labels", "{d}/plain.npz:nokey"], ["no array 'nokey'"]),
         (["--sensitivity-mode", "sideways"], ["--sensitivity-mode"]),
         (["--json", "{d}/nodir/r.json"], ["does not exist"]),

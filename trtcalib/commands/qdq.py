@@ -253,7 +253,7 @@ def _open_data(model, spec: str, options):
     return open_source(spec, input_specs(model), options)
 
 
-def _resolve_labels(labels: str | None, data: str, options, num_samples: int | None):
+def _resolve_labels(labels: str | None, data: str, source):
     from trtcalib.console import info
     from trtcalib.evaluate import labels_from_data, load_labels, select_labels
 
@@ -264,7 +264,7 @@ def _resolve_labels(labels: str | None, data: str, options, num_samples: int | N
         if values is None:
             return None
         info(f"labels: the 'labels' array of {data}")
-    return select_labels(values, options, num_samples, origin=labels or data)
+    return select_labels(values, source, origin=f"--labels {labels}" if labels else data)
 
 
 def _eval_tables(report, top: int):
@@ -404,7 +404,7 @@ def eval_command(
     fp32, cache_obj, result = _load_quantized(model, cache, exclude, allow_partial)
     _report_result(result, cache)
     source = _open_data(fp32, data, options)
-    label_values = _resolve_labels(labels, data, options, source.num_samples)
+    label_values = _resolve_labels(labels, data, source)
 
     with make_progress(enabled=show_progress) as bar:
         task = bar.add_task("evaluating", total=source.num_samples)
@@ -524,7 +524,7 @@ def compare_command(
     else:
         eval_spec, eval_options = eval_data, DataOptions()
     eval_source = _open_data(fp32, eval_spec, eval_options)
-    label_values = _resolve_labels(labels, eval_spec, eval_options, eval_source.num_samples)
+    label_values = _resolve_labels(labels, eval_spec, eval_source)
     if eval_data is None:
         warn(
             "evaluating on the calibration data (--eval-data not given): accuracy on data the "

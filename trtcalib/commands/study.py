@@ -250,9 +250,7 @@ def _labels_and_source(model_path: Path, labels: str, eval_data: str | None, dat
 
     spec, spec_options = (data, options) if eval_data is None else (eval_data, DataOptions())
     source = open_source(spec, input_specs(load_model(model_path)), spec_options)
-    label_array = select_labels(
-        load_labels(labels), spec_options, source.num_samples, origin=f"--labels {labels}"
-    )
+    label_array = select_labels(load_labels(labels), source, origin=f"--labels {labels}")
     return label_array, source
 
 

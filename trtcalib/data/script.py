@@ -21,7 +21,7 @@ import numpy as np
 from trtcalib.console import info, warn
 from trtcalib.data.options import DataOptions
 from trtcalib.data.sources import BatchSource
-from trtcalib.data.subset import reservoir
+from trtcalib.data.subset import reservoir, reservoir_positions
 from trtcalib.data.validate import check_same_samples, format_shape, refuse_dtype
 from trtcalib.errors import DataError, TrtcalibError
 from trtcalib.model import InputSpec
@@ -117,6 +117,7 @@ class ScriptSource(BatchSource):
         self.function = load_function(path, func)
         self.ignored: set[str] = set()
         self._count: int | None = None
+        self._expected: tuple[int, str] | None = None  # (labels, their origin): see label_rows
         # Validate the first item now, "before any work"; keep the started generator for reuse.
         items = self._call()
         first = self._next(items, 0)
@@ -130,6 +131,21 @@ class ScriptSource(BatchSource):
         if self._count is not None:
             return self._count if limit is None else min(limit, self._count)
         return None
+
+    def label_rows(self, num_labels: int, origin: str) -> np.ndarray | slice:
+        """As the base class; the script's length is unknown until it has run, so the labels
+        set it: a script that then yields another count is an error (checked when it ends)."""
+        if self._count is not None and self._count != num_labels:
+            raise DataError(
+                f"{origin}: {num_labels} labels for the {self._count} samples of {self.label}"
+            )
+        self._expected = (num_labels, origin)
+        limit = self.options.subset_len
+        if limit is None or limit >= num_labels:
+            return slice(0, num_labels)
+        if self.options.sample_method == "sequential":
+            return slice(0, limit)
+        return reservoir_positions(num_labels, self.options)  # the draws _chunks makes
 
     def describe(self) -> str:
         n = self.num_samples
@@ -260,6 +276,11 @@ class ScriptSource(BatchSource):
                 close()
         if count == 0:
             raise DataError(f"{self.label}: zero samples")
+        if self._expected is not None and count != self._expected[0]:
+            num_labels, origin = self._expected
+            raise DataError(
+                f"{origin}: {num_labels} labels for the {count} samples of {self.label}"
+            )
         self._count = count
 
     def _chunks(self) -> Iterator[dict[str, np.ndarray]]:

@@ -53,6 +53,22 @@ class BatchSource(ABC):
     def describe(self) -> str:
         """One line for the user: where the data comes from and what is used."""
 
+    def label_rows(self, num_labels: int, origin: str) -> np.ndarray | slice:
+        """Which of `num_labels` per-sample values (labels of the whole source, in its order)
+        go with the samples `samples()` yields, after --subset-len/--sample-method.
+
+        DataError when they cannot be this source's labels (another count). This default is
+        for sources of known length with a `selection`; a script source overrides it.
+        """
+        selection: Selection = self.selection  # type: ignore[attr-defined]
+        if num_labels != selection.total:
+            raise DataError(
+                f"{origin}: {num_labels} labels for the {selection.total} samples of {self.spec}"
+            )
+        if selection.indices is not None:
+            return selection.indices
+        return slice(0, selection.count)
+
     @abstractmethod
     def _chunks(self) -> Iterator[dict[str, np.ndarray]]:
         """Validated, converted chunks (subclasses)."""

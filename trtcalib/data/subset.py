@@ -86,29 +86,68 @@ def describe_selection(selection: Selection, options: DataOptions, unit: str = "
     return f"{selection.count} of {selection.total} {unit} ({how})"
 
 
+class _AlgorithmR:
+    """Algorithm R's decisions, apart from the samples, so that the labels of a script source
+    can be chosen exactly as its samples were (same generator, same draws)."""
+
+    def __init__(self, n: int, options: DataOptions) -> None:
+        self.n = n
+        self.rng = _rng(options)
+        self.seen = 0
+
+    def offer(self) -> int | None:
+        """The reservoir slot the next sample goes to (== current size: append), or None."""
+        slot: int | None = self.seen
+        if self.seen >= self.n:
+            j = int(self.rng.integers(0, self.seen + 1))
+            slot = j if j < self.n else None
+        self.seen += 1
+        return slot
+
+
 def reservoir(
     chunks: Iterator[dict[str, np.ndarray]], options: DataOptions, origin: str
 ) -> Iterator[dict[str, np.ndarray]]:
     """Uniform random `subset_len` samples from a stream of unknown length, in source order."""
     n = options.subset_len
     assert n is not None
-    rng = _rng(options)
+    draw = _AlgorithmR(n, options)
     slots: list[tuple[int, dict[str, np.ndarray]]] = []
-    seen = 0
     for chunk in chunks:
         rows = len(next(iter(chunk.values())))
         for r in range(rows):
-            if seen < n:
-                slots.append((seen, {k: v[r].copy() for k, v in chunk.items()}))
+            position = draw.seen
+            slot = draw.offer()
+            if slot is None:
+                continue
+            sample = (position, {k: v[r].copy() for k, v in chunk.items()})
+            if slot == len(slots):
+                slots.append(sample)
             else:
-                j = int(rng.integers(0, seen + 1))
-                if j < n:
-                    slots[j] = (seen, {k: v[r].copy() for k, v in chunk.items()})
-            seen += 1
-    if seen < n:
-        warn(f"{origin}: --subset-len {n} is more than the {seen} samples available; using all")
+                slots[slot] = sample
+    if draw.seen < n:
+        warn(
+            f"{origin}: --subset-len {n} is more than the {draw.seen} samples available; using all"
+        )
     slots.sort(key=lambda slot: slot[0])
     step = 64
     for start in range(0, len(slots), step):
         part = [sample for _, sample in slots[start : start + step]]
         yield {k: np.stack([s[k] for s in part]) for k in part[0]}
+
+
+def reservoir_positions(total: int, options: DataOptions) -> np.ndarray:
+    """The sorted source positions `reservoir` keeps from a stream of `total` samples."""
+    n = options.subset_len
+    assert n is not None
+    draw = _AlgorithmR(n, options)
+    kept: list[int] = []
+    for position in range(total):
+        slot = draw.offer()
+        if slot is None:
+            continue
+        if slot == len(kept):
+            kept.append(position)
+        else:
+            kept[slot] = position
+    return np.sort(np.asarray(kept, dtype=np.int64))
