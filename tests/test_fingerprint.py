@@ -242,3 +242,35 @@ def test_byte_order_and_layout_do_not_matter():
 def test_object_arrays_are_rejected():
     with pytest.raises(DataError, match="'x'"):
         DataFingerprint().update({"x": np.array([{}, 1], dtype=object)})
+
+
+def _model_with_function(alpha_default: float = 0.1, body_opset: int = 17) -> onnx.ModelProto:
+    """y = LeakyRelu(x) through a local function whose `alpha` has a default value."""
+    leaky = helper.make_node("LeakyRelu", ["x"], ["y"])
+    leaky.attribute.append(helper.make_attribute_ref("alpha", onnx.AttributeProto.FLOAT))
+    function = helper.make_function(
+        "local", "Act", ["x"], ["y"], [leaky], [helper.make_opsetid("", body_opset)]
+    )
+    function.attribute_proto.append(helper.make_attribute("alpha", alpha_default))
+    graph = helper.make_graph(
+        [helper.make_node("Act", ["input"], ["out"], domain="local")],
+        "g",
+        [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["N", 4])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("local", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, functions=[function])
+    model.ir_version = 10  # what the installed onnxruntime reads
+    return model
+
+
+def test_local_function_attribute_defaults_and_opsets_change_the_fingerprint():
+    import onnxruntime as ort
+
+    base = _model_with_function()
+    x = np.full((1, 4), -1.0, np.float32)
+    session = ort.InferenceSession(base.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"input": x})[0][0, 0] == np.float32(-0.1)  # the default is used
+    assert fp(base) == fp(_model_with_function())
+    assert fp(_model_with_function(alpha_default=0.2)) != fp(base)
+    assert fp(_model_with_function(body_opset=16)) != fp(base)

@@ -1,7 +1,7 @@
 """Fingerprints that tell whether a cache still matches its model and its calibration data.
 
 `model_fingerprint(model)`: sha256 over what determines the activations TensorRT calibrates.
-  Included: opset imports, functions, graph inputs/outputs (names, types, shapes), every node's
+  Included: opset imports, functions (with their attribute defaults and opsets), graph inputs/outputs (names, types, shapes), every node's
   op_type, domain, input/output tensor names and attributes (sorted by name; subgraphs recursively),
   and every initializer's name, data type, dims and value bytes (external data loaded; float_data
   vs raw_data spellings of the same values hash equal; little-endian).
@@ -93,6 +93,14 @@ def model_fingerprint(model: onnx.ModelProto, *, base_dir: str | os.PathLike | N
         _hash_strings(h, func.input)
         _hash_strings(h, func.output)
         _hash_strings(h, func.attribute)
+        # attributes with default values, and the opsets the body's nodes resolve against
+        h.add_int(len(func.attribute_proto))
+        for attr in sorted(func.attribute_proto, key=lambda a: a.name):
+            _hash_attribute(h, attr, base)
+        for opset in sorted((o.domain, o.version) for o in func.opset_import):
+            h.add_str(opset[0])
+            h.add_int(opset[1])
+        h.add_int(len(func.node))
         for node in func.node:
             _hash_node(h, node, base)
     return h.h.hexdigest()

@@ -99,8 +99,14 @@ def test_each_difference_is_a_reason(cache_path, change, words):
     assert words in decision.reasons[0]
 
 
-def test_same_major_other_minor_is_fine(cache_path):
+def test_same_major_other_minor_is_fine_unless_the_same_release_is_asked_for(cache_path):
     assert reuse_decision(cache_path, **{**SETTINGS, "trt_version": 100900}).reusable
+    decision = reuse_decision(cache_path, **{**SETTINGS, "trt_version": 100900}, same_release=True)
+    assert decision.reasons == [
+        "TensorRT version differs: cache 10.14.1, target 10.9.0 (to relabel the scales instead: "
+        "trtcalib cache convert CACHE --to cache --trt-version VERSION -o NEW)"
+    ]
+    assert reuse_decision(cache_path, **{**SETTINGS, "trt_version": 101401}, same_release=True)
 
 
 def test_all_reasons_are_listed_at_once(cache_path):

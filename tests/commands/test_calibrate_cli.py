@@ -157,6 +157,18 @@ def test_reuse_auto_notices_other_parameters(cli, work):
     assert r.exit_code == 0 and "recalibrating" in r.stderr and "num_bins" in r.stderr
 
 
+def test_reuse_auto_recalibrates_for_another_release_of_the_same_major(cli, work):
+    """--trt-version 10.9 must not hand out a cache labelled 10.8 (reused, unchanged)."""
+    from trtcalib.cache import read_cache
+
+    args = ("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache")
+    assert cli(*args, "--trt-version", "10.8.0").exit_code == 0
+    r = cli(*args, "--trt-version", "10.9.0")
+    assert r.exit_code == 0 and "TensorRT version differs" in r.stderr, r.stderr
+    assert read_cache(work / "c.cache").trt_version == 100900
+    assert "(reused)" in cli(*args, "--trt-version", "10.9.0").stdout
+
+
 def test_reuse_auto_reads_the_data_twice_only_when_everything_else_matches(cli, work, monkeypatch):
     import trtcalib.calibrate as calibrate_module
 

@@ -106,8 +106,13 @@ def reuse_decision(
     histogram: str | None = None,
     trt_version: int | None = None,
     tensor_names: Iterable[str] | None = None,
+    same_release: bool = False,
 ) -> ReuseDecision:
     """Compare the cache (and its sidecar) with the current run; None arguments are not checked.
+
+    `trt_version` is compared by major version (what decides the workflow), or with
+    `same_release` in full: a run that will write a cache for 10.9 must not hand out one
+    labelled 10.8 (whether TensorRT accepts another release's cache is not documented).
 
     A malformed cache or corrupt sidecar raises CacheFormatError (the user must look at it); a
     sidecar that describes another cache is a reason, not an error.
@@ -187,11 +192,22 @@ def reuse_decision(
                 f"TensorRT major version differs: cache {format_trt_version(cache.trt_version)}, "
                 f"target {format_trt_version(trt_version)}"
             )
+        elif same_release and cache.trt_version != trt_version:
+            reasons.append(
+                f"TensorRT version differs: cache {format_trt_version(cache.trt_version)}, "
+                f"target {format_trt_version(trt_version)} (to relabel the scales instead: "
+                "trtcalib cache convert CACHE --to cache --trt-version VERSION -o NEW)"
+            )
     if tensor_names is not None:
         missing = [n for n in tensor_names if n not in cache.scales]
         if missing:
-            shown = ", ".join(missing[:5])
-            if len(missing) > 5:
-                shown += f" and {len(missing) - 5} more"
-            reasons.append(f"tensors missing from the cache ({len(missing)}): {shown}")
+            reasons.append(missing_tensors_reason(missing))
     return ReuseDecision(not reasons, reasons, unchecked, cache, prov)
+
+
+def missing_tensors_reason(missing: list[str]) -> str:
+    """The reason for tensors a cache lacks (the first five named)."""
+    shown = ", ".join(missing[:5])
+    if len(missing) > 5:
+        shown += f" and {len(missing) - 5} more"
+    return f"tensors missing from the cache ({len(missing)}): {shown}"

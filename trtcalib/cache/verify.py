@@ -15,7 +15,8 @@ from pathlib import Path
 
 import onnx
 
-from trtcalib.cache.reuse import ReuseDecision, reuse_decision
+from trtcalib.cache.provenance import Provenance
+from trtcalib.cache.reuse import ReuseDecision, missing_tensors_reason, reuse_decision
 
 _TRT_INTERNAL = re.compile(r"^(ONNXTRT_.*|\(Unnamed Layer\* \d+\) \[.*\].*)$")
 
@@ -63,6 +64,8 @@ class VerifyReport:
     unknown: list[str] = field(default_factory=list)  # cache names the model does not have
     trt_internal: list[str] = field(default_factory=list)  # TensorRT-made names
     not_calibrated: list[str] = field(default_factory=list)  # known, but weights/int tensors
+    # activations the sidecar says were left out on purpose (--tensors, a config `skip`)
+    left_out: list[str] = field(default_factory=list)
     # what makes the cache unusable beyond the reuse reasons: NaN or negative scales, a header
     # TensorRT does not know, a sidecar that does not vouch for what it was asked about
     problems: list[str] = field(default_factory=list)
@@ -83,19 +86,24 @@ def verify_cache(
     from trtcalib.fingerprint import model_fingerprint
 
     wanted = calibrated_tensor_names(model)
+    fingerprint = model_fingerprint(model)
     decision = reuse_decision(
         Path(cache_path),
-        model_fingerprint=model_fingerprint(model),
+        model_fingerprint=fingerprint,
         algorithm=algorithm,
         trt_version=trt_version,
-        tensor_names=wanted,
     )
     cache = decision.cache
     report = VerifyReport(decision)
     if cache is None:
         return report
+    on_purpose = _left_out_on_purpose(decision.provenance, fingerprint, wanted)
+    report.left_out = [n for n in wanted if n not in cache.scales and n in on_purpose]
+    report.missing = [n for n in wanted if n not in cache.scales and n not in on_purpose]
+    if report.missing:
+        decision.reasons.append(missing_tensors_reason(report.missing))
+        decision.reusable = False
     report.problems = _problems(decision)
-    report.missing = [n for n in wanted if n not in cache.scales]
     known = model_tensor_names(model)
     wanted_set = set(wanted)
     for name in cache.scales:
@@ -108,6 +116,19 @@ def verify_cache(
         else:
             report.unknown.append(name)
     return report
+
+
+def _left_out_on_purpose(prov: Provenance | None, fingerprint: str, wanted: list[str]) -> set[str]:
+    """Activations the sidecar says were not calibrated by request: outside the --tensors
+    list, or skipped by the --config file. A TensorRT cache (no sidecar) has no such excuse,
+    nor has a sidecar made for another model."""
+    if prov is None or prov.model_fingerprint != fingerprint:
+        return set()
+    left = {str(n) for n in prov.extra.get("skipped", []) or []}
+    chosen = prov.params.get("tensors")
+    if isinstance(chosen, list):
+        left.update(n for n in wanted if n not in set(chosen))
+    return left
 
 
 def _problems(decision: ReuseDecision) -> list[str]:

@@ -349,6 +349,7 @@ def verify_command(
                 "unchecked": decision.unchecked,
                 "has_provenance": decision.provenance is not None,
                 "missing": report.missing,
+                "left_out": report.left_out,
                 "unknown": report.unknown,
                 "trt_internal": report.trt_internal,
                 "not_calibrated": report.not_calibrated,
@@ -366,6 +367,13 @@ def verify_command(
             console.print(
                 Text(
                     f"missing from the cache ({len(report.missing)}): " + ", ".join(report.missing)
+                )
+            )
+        if report.left_out:
+            console.print(
+                Text(
+                    f"not calibrated by request (--tensors or a config skip, per the sidecar) "
+                    f"({len(report.left_out)}), fine: " + ", ".join(report.left_out)
                 )
             )
         if report.unknown:

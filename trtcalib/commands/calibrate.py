@@ -202,6 +202,7 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
         "batch_size": settings.batch_size,
         "histogram": settings.histogram,
         "trt_version": settings.trt_version,
+        "same_release": True,  # the cache is labelled for the --trt-version asked for
     }
     try:
         decision = reuse_decision(path, **cheap)

@@ -194,6 +194,7 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
         # cache is as good as one with a TRT-11 header (the migration path to TensorRT 11)
         "trt_version": settings.trt_version if major <= LAST_IMPLICIT_MAJOR else None,
         "tensor_names": None,  # the model fingerprint already pins the tensors
+        "same_release": True,  # the installed TensorRT reads it: another release's may be skipped
     }
     decision = reuse_decision(path, **cheap)
     if decision.verified and source is not None:
