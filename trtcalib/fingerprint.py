@@ -1,10 +1,11 @@
 """Fingerprints that tell whether a cache still matches its model and its calibration data.
 
 `model_fingerprint(model)`: sha256 over what determines the activations TensorRT calibrates.
-  Included: opset imports, functions (with their attribute defaults and opsets), graph inputs/outputs (names, types, shapes), every node's
-  op_type, domain, input/output tensor names and attributes (sorted by name; subgraphs recursively),
-  and every initializer's name, data type, dims and value bytes (external data loaded; float_data
-  vs raw_data spellings of the same values hash equal; little-endian).
+  Included: opset imports, functions (with their attribute defaults and opsets), graph
+  inputs/outputs (names, types, shapes), every node's op_type, domain, input/output tensor names
+  and attributes (sorted by name; subgraphs recursively), and every initializer's name, data
+  type, dims and value bytes (external data loaded; float_data vs raw_data spellings of the same
+  values hash equal; little-endian).
   Excluded, because they do not change any activation: the file path, doc strings, producer
   name/version, model/graph names, metadata_props, ir_version, node names, value_info (shape
   inference annotations), the order of initializers and the names of attribute tensors

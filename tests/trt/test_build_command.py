@@ -222,6 +222,34 @@ def test_reuse_always_refuses_a_cache_of_another_algorithm(cli, workdir, no_tens
     assert "MinMaxCalibration" in _one_error_line(result.stderr)
 
 
+@pytest.fixture
+def tensorrt_8(monkeypatch):
+    """This process 'has' TensorRT 8.6 bindings that load (no such wheel installs here)."""
+    from trtcalib.trt import env, workflow
+    from trtcalib.trt.loader import TensorRTInfo
+
+    info = TensorRTInfo("8.6.1.6", "tensorrt", True, None)
+    monkeypatch.setattr(workflow, "probe_tensorrt", lambda: info)
+    monkeypatch.setattr(env, "probe_tensorrt", lambda: info)
+    monkeypatch.setattr(env, "probe_builder", lambda: None)
+
+
+def test_tensorrt_8_is_not_taken_for_tensorrt_10(cli, workdir, tensorrt_8):
+    """TensorRT 8 has another cache header and API: prepare a TRT 10 build, stop at exit 3."""
+    result = cli(*BUILD)
+    assert result.exit_code == 3, result.stderr
+    assert (
+        "TensorRT 8.6.1.6 is installed, but trtcalib builds for TensorRT 10 or 11" in result.stderr
+    )
+    line = _one_error_line(result.stderr)
+    assert "TensorRT 10 is needed but this machine has TensorRT 8.6.1.6" in line
+    assert read_cache(workdir / CACHE).trt_version == 101601  # a TRT 10 header, not 8601
+    paths = {p["name"]: p for p in json.loads(cli("env", "--json").stdout)["build_paths"]}
+    for name in ("TensorRT 10 INT8 engine (calibrators)", "TensorRT 11 Q/DQ engine"):
+        assert paths[name]["runs_here"] is False
+        assert "TensorRT 8.6.1.6 is not supported" in paths[name]["reason"]
+
+
 # ------------------------------------------------------------------ env
 
 
@@ -320,6 +348,10 @@ def test_auto_never_overwrites_a_cache_without_provenance(cli, workdir, no_tenso
         (("--cache", "model.onnx"), "--cache model.onnx: is the model"),
         (("--engine", "model.onnx"), "--engine model.onnx: is the model"),
         (("--engine", "e.bin", "--cache", "e.bin"), "--cache and --engine are the same file"),
+        (
+            ("--engine", "e.bin", "--cache", "e.timing"),
+            "its timing cache) e.timing: is the --cache",
+        ),
         (("--engine", "c.cache.json", "--cache", "c.cache"), "is the --cache's provenance sidecar"),
     ],
 )

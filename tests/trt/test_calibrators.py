@@ -338,6 +338,30 @@ def test_percentile_hands_tensorrt_a_minmax_cache_and_never_streams(calibrators,
         calib.raise_if_failed()
 
 
+def test_a_plugin_cache_seeds_the_precomputed_calibrator(calibrators, two_inputs, monkeypatch):
+    """A plugin may write another header (here EntropyCalibration2): its own cache is accepted,
+    offered to TensorRT as MinMaxCalibration; a cache of another algorithm is still refused."""
+    from trtcalib.stats import AmaxAlgorithm, registry
+
+    class EntropyLike(AmaxAlgorithm):
+        name = "entropy_like"
+        trt_algorithm = "EntropyCalibration2"
+
+        def compute(self, stats, **params):
+            return stats.amax
+
+    monkeypatch.setitem(registry._REGISTRY, "entropy_like", EntropyLike)
+    given = CalibrationCache.from_scales({"a": 0.02}, algorithm="EntropyCalibration2")
+    settings = Settings(calibrator="entropy_like")
+    cls = calibrators.calibrator_class("entropy_like")
+    calib = _make(cls, two_inputs[0], settings, _specs(4), cache=given)
+    assert play_tensorrt(calib, ["a", "b"], _specs(4)).used_cache
+    assert bytes(calib.read_calibration_cache()).startswith(b"TRT-101601-MinMaxCalibration\n")
+    minmax = CalibrationCache.from_scales({"a": 0.02}, algorithm="MinMaxCalibration")
+    with pytest.raises(ConfigError, match="takes only EntropyCalibration2 caches"):
+        _make(cls, two_inputs[0], settings, _specs(4), cache=minmax)
+
+
 def test_percentile_prepare_runs_the_cpu_calibration(calibrators, two_inputs, tmp_path):
     from trtcalib.calibrate import CalibrationSettings
 

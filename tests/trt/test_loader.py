@@ -38,11 +38,14 @@ def test_no_tensorrt_is_reported_not_raised(monkeypatch):
 
 
 def test_import_trtcalib_trt_is_light_and_classes_are_lazy():
-    code = (
-        "import sys, trtcalib.trt\n"
-        "heavy = [m for m in ('tensorrt', 'tensorrt_bindings', 'cuda.bindings', 'pycuda',"
-        " 'trtcalib.trt.calibrators') if m in sys.modules]\n"
-        "print(heavy)\n"
+    from importwatch import watch_imports
+
+    heavy = ("tensorrt", "tensorrt_bindings", "cuda", "pycuda", "trtcalib.trt.calibrators")
+    # a star import too: it must not fetch the lazy classes (TensorRT would raise here)
+    code = watch_imports(
+        "import trtcalib.trt\nfrom trtcalib.trt import *\n"
+        "assert 'EntropyCalibrator2' in dir(trtcalib.trt) and probe_tensorrt",
+        heavy,
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

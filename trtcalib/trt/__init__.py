@@ -26,7 +26,9 @@ _LAZY = {
     "make_backend": "trtcalib.trt.device",
 }
 
-__all__ = ["TensorRTInfo", "load_tensorrt", "probe_tensorrt", *_LAZY]
+# the light names only: `from trtcalib.trt import *` must work where TensorRT does not load
+# (it would fetch every lazy name); the lazy ones are imported by name, and listed by dir()
+__all__ = ["TensorRTInfo", "load_tensorrt", "probe_tensorrt"]
 
 
 def __getattr__(name: str) -> Any:
@@ -34,3 +36,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'trtcalib.trt' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -88,10 +88,12 @@ class _Calibration:
                 f"last batch policy {last!r} cannot feed TensorRT, which needs every batch at the "
                 f"calibration (OPT) shape: use one of {', '.join(TENSORRT_PADDING)}"
             )
-        if cache is not None and cache.algorithm != self.trt_algorithm:
+        wanted = None if cache is None else self._seed_header(settings)
+        if cache is not None and cache.algorithm != wanted:
             raise ConfigError(
-                f"cache made by {cache.algorithm} cannot seed {type(self).__name__}: TensorRT "
-                f"accepts only {self.trt_algorithm} caches for it and would ignore this one"
+                f"cache made by {cache.algorithm} cannot seed {type(self).__name__}: it takes "
+                f"only {wanted} caches (TensorRT would ignore this one, or it holds another "
+                "algorithm's scales)"
             )
         self.source = source
         self.settings = settings
@@ -115,6 +117,10 @@ class _Calibration:
         self._staged: deque[Any] = deque()
         self._cache_bytes: bytes | None = None  # kept alive while TensorRT reads it
         self._bar: Any = None
+
+    def _seed_header(self, settings: Any) -> str:
+        """The header a cache given to seed this calibrator must have."""
+        return self.trt_algorithm
 
     # ----------------------------------------------------------------- TensorRT's callbacks
     def get_batch_size(self) -> int:
@@ -343,6 +349,14 @@ class PrecomputedCalibrator(_Calibration, trt.IInt8MinMaxCalibrator):
         trt.IInt8MinMaxCalibrator.__init__(self)
         self._setup(source, settings, **options)
         self.algorithm = getattr(settings, "calibrator", type(self).algorithm)
+
+    def _seed_header(self, settings: Any) -> str:
+        # the header our CPU calibration writes for this algorithm (a plugin may declare any):
+        # the scales are offered to TensorRT as a MinMaxCalibration cache whatever it says
+        from trtcalib.stats import get_algorithm
+
+        name = getattr(settings, "calibrator", None)
+        return get_algorithm(name).trt_algorithm if name else self.trt_algorithm
 
     def prepare(self, model_path: str | Path, *, run: Callable[..., Any] | None = None) -> None:
         """Run our CPU calibration (and write the cache + provenance) if no scales were given.

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trtcalib.errors import TensorRTUnavailableError
-from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, dist_version, probe_tensorrt
+from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, SUPPORTED_MAJORS, dist_version, probe_tensorrt
 
 
 @dataclass
@@ -88,6 +88,11 @@ def _wrong_major(found: Any, major: int) -> str | None:
     """Why the installed TensorRT cannot serve a build path for `major` (None: same family)."""
     if found.major is None:
         return None
+    if found.major not in SUPPORTED_MAJORS:
+        supported = " and ".join(map(str, SUPPORTED_MAJORS))
+        return (
+            f"TensorRT {found.version} is not supported (trtcalib builds for TensorRT {supported})"
+        )
     if found.major <= LAST_IMPLICIT_MAJOR < major:
         return f"needs TensorRT {major}, found {found.version}"
     if major <= LAST_IMPLICIT_MAJOR < found.major:

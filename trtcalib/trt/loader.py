@@ -28,6 +28,9 @@ _DISTRIBUTIONS = (
     "tensorrt",
 )
 LAST_IMPLICIT_MAJOR = 10  # TensorRT 11 removed calibrators (implicit quantization)
+# the majors trtcalib builds for: 10 (calibrators) and 11 (Q/DQ). TensorRT 8/9 bindings differ in
+# API and cache header, a future 12 in what it accepts: neither is guessed at
+SUPPORTED_MAJORS = (10, 11)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,13 @@ from trtcalib.paths import (
     model_and_weights,
     same_file,
 )
-from trtcalib.trt.loader import LAST_IMPLICIT_MAJOR, TensorRTInfo, probe_tensorrt, version_major
+from trtcalib.trt.loader import (
+    LAST_IMPLICIT_MAJOR,
+    SUPPORTED_MAJORS,
+    TensorRTInfo,
+    probe_tensorrt,
+    version_major,
+)
 
 REUSE_MODES = ("auto", "always", "never")
 LAST_BATCH = ("drop", "pad")
@@ -93,8 +99,14 @@ def _check_options(o: BuildOptions) -> None:
 def target_version(requested: str | None, found: TensorRTInfo) -> tuple[int, str]:
     """(major, version text for cache headers) of the TensorRT the build is for."""
     if requested is None:
-        if found.version is not None and found.major is not None:
+        if found.version is not None and found.major in SUPPORTED_MAJORS:
             return found.major, found.version
+        if found.major is not None:  # TensorRT 8/9 (or a future 12): build for 10, stop at it
+            warn(
+                f"TensorRT {found.version} is installed, but trtcalib builds for TensorRT "
+                f"{' or '.join(map(str, SUPPORTED_MAJORS))}: preparing a TensorRT "
+                f"{LAST_IMPLICIT_MAJOR} build (pass --trt-version to choose)"
+            )
         return LAST_IMPLICIT_MAJOR, DEFAULT_VERSIONS[LAST_IMPLICIT_MAJOR]
     major = version_major(requested)
     if major not in DEFAULT_VERSIONS or not requested.replace(".", "").isdigit():
@@ -131,23 +143,25 @@ def opt_shapes(specs: list[Any], batch: int, model: Path) -> dict[str, tuple[int
 
 
 def _check_outputs_spare_inputs(o: BuildOptions, cache: Path, engine: Path) -> None:
-    """Refuse output paths that name an input: `--cache calib.npz` must not replace the data."""
+    """Refuse output paths that name an input: `--cache calib.npz` must not replace the data,
+    nor may the files written next to the engine replace the cache (or its sidecar)."""
+    from trtcalib.cache import sidecar_path
+    from trtcalib.trt.builder import timing_cache_path
+
     inputs: dict[str, Path] = model_and_weights(o.model)
     if o.data is not None:
         inputs["the --data source"] = data_path(o.data)
-    outputs = {
-        "--cache": cache,
+    next_to_engine = {
         "--engine": engine,
         "--engine (its Q/DQ model)": engine.with_name(engine.stem + ".qdq.onnx"),
+        "--engine (its timing cache)": timing_cache_path(engine),
     }
-    check_outputs_spare_inputs(outputs, inputs)
+    check_outputs_spare_inputs({"--cache": cache, **next_to_engine}, inputs)
     if same_file(cache, engine):
         raise ConfigError(f"--cache and --engine are the same file ({cache}); choose two paths")
-    from trtcalib.cache import sidecar_path
-
     check_outputs_spare_inputs(
-        {"--engine": engine, "--engine (its Q/DQ model)": outputs["--engine (its Q/DQ model)"]},
-        {"the --cache's provenance sidecar": sidecar_path(cache)},
+        next_to_engine,
+        {"the --cache": cache, "the --cache's provenance sidecar": sidecar_path(cache)},
     )
 
 

@@ -10,6 +10,12 @@ where Q(q) is the q-quantile of |x| read from the histogram with linear interpol
 bin that holds it (the bin's count is assumed uniform over the bin; unlike `percentile`, which
 returns the bin's left edge). Both parameters are in (0, 1]; cutoff 1.0 leaves Q unchanged.
 Results will not match a TensorRT legacy cache bit for bit.
+
+The cache: TensorRT 5.0's Python API reference says of read_calibration_cache that "the cache
+includes the regression cutoff and quantile values used to generate it, and will not be used if
+these do not match the settings of the current calibrator". No LegacyCalibration cache has been
+seen in public, so where those values go is unknown and ours has only the header and scales:
+TensorRT may ignore it and calibrate again itself (with the same parameters, on the GPU).
 """
 
 from __future__ import annotations
