@@ -166,6 +166,33 @@ def test_sensitivity_only_mode_matches_a_single_layer_model(conv_setup):
     assert only["conv2"].sqnr_db == pytest.approx(sqnr(ref, got), rel=1e-5)
 
 
+def test_sensitivity_only_mode_measures_a_residual_add_with_its_conv(conv_setup):
+    """An Add fused into a Conv has no INT8 meaning alone (its Conv excluded, it stays float)."""
+    model, _, x, source = conv_setup
+    only = {r.node: r for r in sensitivity(model, SCALES, source, mode="only", batch_size=8)}
+    pair = quantize_model(model, SCALES, exclude=["conv1", "fc"]).model
+    ref = run(model, {"input": x})["logits"]
+    assert only["add1"].sqnr_db == pytest.approx(
+        sqnr(ref, run(pair, {"input": x})["logits"]), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("batch", [None, 4])  # a dynamic batch of 8; a model fixing 4
+def test_sensitivity_uses_exactly_max_samples(tmp_path, batch):
+    """11 samples with batches of 8 (or 4) is 11, not 16 (or 12)."""
+    model = tinymodels.conv_model() if batch is None else tinymodels.conv_model(batch=batch)
+    x = np.random.default_rng(5).uniform(-1.2, 1.2, (20, 3, 8, 8)).astype(np.float32)
+    source = source_for(model, tmp_path, x)
+    only = {
+        r.node: r
+        for r in sensitivity(model, SCALES, source, mode="only", batch_size=8, max_samples=11)
+    }
+    single = quantize_model(tinymodels.conv_model(), SCALES, exclude=["conv1", "add1", "fc"])
+    ref = run(tinymodels.conv_model(), {"input": x[:11]})["logits"]
+    got = run(single.model, {"input": x[:11]})["logits"]
+    assert only["conv2"].sqnr_db == pytest.approx(sqnr(ref, got), rel=1e-5)
+
+
 def test_sensitivity_rejects_unknown_mode(conv_setup):
     model, _, _, source = conv_setup
     with pytest.raises(ValueError, match="mode"):
@@ -282,3 +309,25 @@ def test_labels_outside_the_classes_are_an_error(conv_setup, bad):
         DataError, match=rf"^y\.npy: 1 labels outside the 4 classes .*label {bad} of sample 5"
     ):
         evaluate(model, qdq, source, labels, batch_size=6, labels_origin="y.npy")
+
+
+def test_a_weight_from_a_constant_node_is_not_reported_as_an_activation(tmp_path):
+    """MatMul B [4, 1] from a Constant node: one channel, so its Q/DQ scale is a scalar too."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(1).normal(size=(4, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(w, "w_value")),
+        helper.make_node("MatMul", ["input", "w"], ["out"], name="mm"),
+    ]
+    model = tinymodels.make(
+        nodes,
+        "const_weight",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 1])],
+    )
+    result = quantize_model(model, {"input": 0.02})
+    assert result.weights == ["w"]
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    report = evaluate(model, result.model, source_for(model, tmp_path, x), batch_size=3)
+    assert [t.name for t in report.tensors] == ["input"]

@@ -459,8 +459,17 @@ def test_exclude_by_node_name_and_op_type():
     by_name = quantize_model(model, scales, exclude=["conv2"]).model
     conv2 = next(n for n in by_name.graph.node if n.name == "conv2")
     assert list(conv2.input) == ["relu1", "w2", "b2"]
-    # relu1 is still quantized for the residual Add
-    assert dequantized_input(by_name, "add1", 1) == "relu1"
+    # the residual Add was quantized to fuse into conv2: a float conv2 fuses nothing, so the
+    # Add stays float with it (no Q/DQ on relu1 anywhere)
+    add1 = next(n for n in by_name.graph.node if n.name == "add1")
+    assert list(add1.input) == ["conv2", "relu1"]
+    assert not any(
+        n.op_type == "QuantizeLinear" and n.input[0] == "relu1" for n in by_name.graph.node
+    )
+    # excluding the Add alone keeps its Conv in INT8
+    by_add = quantize_model(model, scales, exclude=["add1"])
+    assert "conv2" in by_add.layers and "add1" not in by_add.layers
+    assert quantize_model(model, scales).fused_into == {"add1": "conv2"}
     by_type = quantize_model(model, scales, exclude=["Conv", "Add"])
     assert by_type.excluded == ["add1", "conv1", "conv2"]
     assert by_type.quantized == ["flat"]
@@ -482,6 +491,15 @@ def test_a_model_with_nothing_to_quantize_is_an_error_not_an_unchanged_copy():
     scales = {n: 0.05 for n in activation_names(model)}
     with pytest.raises(ModelError, match="left after --exclude"):
         quantize_model(model, scales, exclude=["Conv", "Gemm", "Add"])
+
+
+def test_excluding_a_folded_batchnorm_names_the_fold():
+    model = tinymodels.mobile_block_model()
+    bn = next(n.name for n in model.graph.node if n.op_type == "BatchNormalization")
+    scales = {n: 0.05 for n in activation_names(model)}
+    for item in (bn, "BatchNormalization"):
+        with pytest.raises(ModelError, match=f"--exclude {item}: folded into its Conv"):
+            quantize_model(model, scales, exclude=[item])
 
 
 def test_unknown_exclude_is_an_error():

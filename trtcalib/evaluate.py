@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -167,13 +167,16 @@ class _QPair:
 
 def _activation_pairs(model: onnx.ModelProto) -> list[_QPair]:
     """The per-tensor Q -> DQ pairs on activations (not on constant weights) of a Q/DQ model."""
+    from trtcalib.qdq.graph import GraphView
+
+    view = GraphView(model.graph)  # weights may be initializers or Constant nodes
     inits = {init.name: init for init in model.graph.initializer}
     dq_by_input = {
         node.input[0]: node for node in model.graph.node if node.op_type == "DequantizeLinear"
     }
     pairs = []
     for node in model.graph.node:
-        if node.op_type != "QuantizeLinear" or node.input[0] in inits:
+        if node.op_type != "QuantizeLinear" or view.is_constant(node.input[0]):
             continue
         dq = dq_by_input.get(node.output[0])
         scale_init = inits.get(node.input[1])
@@ -186,21 +189,12 @@ def _activation_pairs(model: onnx.ModelProto) -> list[_QPair]:
     return pairs
 
 
-def _fixed_batch(model: onnx.ModelProto) -> int | None:
-    """The batch size every input fixes in its leading dim, or None when it is dynamic."""
-    from trtcalib.model import input_specs
-
-    leading = {spec.shape[0] if spec.shape else None for spec in input_specs(model)}
-    if len(leading) == 1:
-        value = leading.pop()
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def plan_batches(model: onnx.ModelProto, batch_size: int) -> tuple[int, str]:
     """(batch size, last-batch policy): a model with a fixed batch dim gets padded batches."""
-    fixed = _fixed_batch(model)
+    from trtcalib.data import fixed_batch_size
+    from trtcalib.model import input_specs
+
+    fixed = fixed_batch_size(input_specs(model))
     if fixed is not None:
         return fixed, "pad"
     return batch_size, "keep"
@@ -218,8 +212,13 @@ def _trim(value: np.ndarray, batch_size: int, num_real: int) -> np.ndarray:
     return value
 
 
+_NONE = np.empty(0)
+
+
 def _classifier_output(model: onnx.ModelProto, sample: dict[str, np.ndarray]) -> str | None:
-    for out in model.graph.output:
+    """The first float output with classes in its last dim, an [N, classes] one preferred."""
+    candidates = sorted(model.graph.output, key=lambda out: sample.get(out.name, _NONE).ndim != 2)
+    for out in candidates:
         value = sample.get(out.name)
         if (
             value is not None
@@ -303,7 +302,15 @@ def evaluate(
         if classifier is None and seen == 0:
             classifier = _classifier_output(model, fp32)
             if classifier is not None and labels is not None:
-                _check_label_range(labels, fp32[classifier].shape[-1], classifier, labels_origin)
+                shape = fp32[classifier].shape
+                if len(shape) != 2:  # [N, T, C]: a class per position, labels one per sample
+                    raise DataError(
+                        f"{labels_origin}: labels are one class per sample, but the classifier "
+                        f"output '{classifier}' has shape {list(shape)} (one class per position); "
+                        "accuracy needs an [N, classes] output (agreement is measured without "
+                        "labels)"
+                    )
+                _check_label_range(labels, shape[-1], classifier, labels_origin)
         if classifier is not None:
             top_fp32 = np.argmax(fp32[classifier], axis=-1)
             top_int8 = np.argmax(qdq[classifier], axis=-1)
@@ -395,6 +402,14 @@ def _cache_batches(source, batch_size: int, last: str, max_samples: int | None) 
     kept = []
     seen = 0
     for batch in _batches(source, batch_size, last):
+        if max_samples is not None and seen + batch.num_real > max_samples:
+            # exactly max_samples: the rows past it are cut (a fixed-batch model keeps its
+            # batch size, and _trim drops their outputs as it does for padding)
+            extra = seen + batch.num_real - max_samples
+            arrays = batch.arrays
+            if last == "keep":
+                arrays = {name: value[: batch.size - extra] for name, value in arrays.items()}
+            batch = replace(batch, arrays=arrays, num_real=batch.num_real - extra)
         kept.append(batch)
         seen += batch.num_real
         if max_samples is not None and seen >= max_samples:
@@ -435,6 +450,7 @@ def sensitivity(
     max_samples: int | None = 512,
     exclude: Sequence[str] = (),
     progress=None,
+    min_coverage: float | None = None,
 ) -> list[LayerSensitivity]:
     """Rank the quantizable layers by the output error each causes, most harmful first.
 
@@ -445,7 +461,10 @@ def sensitivity(
 
     if mode not in SENSITIVITY_MODES:
         raise ValueError(f"mode must be one of {', '.join(SENSITIVITY_MODES)}, not {mode!r}")
-    full = quantize_model(model, scales, exclude)
+    # min_coverage as for the evaluated model (None: quantize_model's default), so that
+    # --allow-partial ranks the layers of the partial model it just evaluated
+    coverage = {} if min_coverage is None else {"min_coverage": min_coverage}
+    full = quantize_model(model, scales, exclude, **coverage)
     layers = full.layers
     op_types = {node.name: node.op_type for node in full.model.graph.node}
     batch_size, last = plan_batches(model, batch_size)
@@ -466,7 +485,9 @@ def sensitivity(
     results = []
     for layer in layers:
         if mode == "only":
-            others = [name for name in layers if name != layer]
+            # a residual Add is quantized only with the Conv it fuses into: measured together
+            keep = {layer, full.fused_into.get(layer)}
+            others = [name for name in layers if name not in keep]
             variant = quantize_model(model, scales, [*exclude, *others], min_coverage=0.0)
         else:
             variant = quantize_model(model, scales, [*exclude, layer], min_coverage=0.0)

@@ -250,6 +250,63 @@ def test_eval_sensitivity_skip_mode_writes_ranking_to_json(cli, files):
     assert {row["node"] for row in ranking["layers"]} == {"conv1", "conv2", "add1", "fc"}
 
 
+def test_eval_allow_partial_also_ranks_the_partial_model(cli, files):
+    """--allow-partial evaluated a partial model; --sensitivity must rank that same model."""
+    partial = write_trt_cache(files["dir"] / "partial.cache", {"input": 1.0 / 127})
+    args = ("eval", files["model"], "-c", partial, "-d", files["plain"], "--sensitivity")
+    assert cli(*args).exit_code == 2  # too few scales without --allow-partial
+    result = cli(*args, "--allow-partial")
+    assert result.exit_code == 0, result.stderr
+    assert "Sensitivity" in result.stdout
+
+
+def _sequence_model():
+    """[N, 4] -> MatMul -> [N, 2, 3]: a class per position, not per sample."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(2).normal(size=(4, 6)).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["input", "w"], ["mm"]),
+        helper.make_node("Reshape", ["mm", "shape"], ["out"]),
+    ]
+    return tinymodels.make(
+        nodes,
+        "seq",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2, 3])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([-1, 2, 3]), "shape")],
+    )
+
+
+def test_eval_labels_with_a_per_position_classifier_is_a_one_line_error(cli, tmp_path):
+    model = tinymodels.save(_sequence_model(), tmp_path)
+    cache = write_trt_cache(tmp_path / "seq.cache", {"input": 0.02, "mm": 0.05})
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", input=x, labels=np.zeros(10, np.int64))
+    result = cli("eval", model, "-c", cache, "-d", tmp_path / "d.npz")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "Traceback" not in result.stderr
+    assert "labels are one class per sample" in errors[0]
+    assert "'out' has shape [10, 2, 3]" in errors[0]
+    np.savez(tmp_path / "plain.npz", input=x)  # no labels: agreement per position still works
+    result = cli(
+        "eval", model, "-c", cache, "-d", tmp_path / "plain.npz", "--json", tmp_path / "r.json"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["report"]["classifier_output"] == "out"
+
+
+def test_eval_says_when_the_model_fixes_the_batch(cli, tmp_path):
+    model = tinymodels.save(tinymodels.conv_model(batch=4), tmp_path)
+    cache = write_trt_cache(tmp_path / "c.cache", SCALES)
+    np.savez(tmp_path / "d.npz", input=np.zeros((6, 3, 8, 8), np.float32))
+    result = cli("eval", model, "-c", cache, "-d", tmp_path / "d.npz", "--batch", "2")
+    assert result.exit_code == 0, result.stderr
+    assert "--batch 2: the model fixes a batch of 4" in result.stderr
+    result = cli("eval", model, "-c", cache, "-d", tmp_path / "d.npz")  # no --batch: no warning
+    assert "fixes a batch" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("extra", "fragments"),
     [

@@ -187,6 +187,9 @@ def test_fixed_batch_size():
     assert fixed_batch_size([InputSpec("x", ("N", 3), F32)]) is None
     assert fixed_batch_size([InputSpec("a", (8, 3), F32), InputSpec("b", (8,), F32)]) == 8
     assert fixed_batch_size([InputSpec("a", (8, 3), F32), InputSpec("b", (4,), F32)]) is None
+    # a dynamic input runs at the batch another input fixes
+    assert fixed_batch_size([InputSpec("a", (8, 3), F32), InputSpec("b", ("N",), F32)]) == 8
+    assert fixed_batch_size([InputSpec("x", (0, 3), F32)]) is None
 
 
 def test_scalar_from_script(tmp_path):

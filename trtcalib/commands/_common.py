@@ -194,8 +194,8 @@ Labels = option(
     "-l",
     help="Integer class labels of the evaluated data, in its order: FILE.npy, FILE.npz (array "
     "'labels' or its only array), FILE.npz:KEY or FILE.txt (one integer per line). "
-    "Default: the 'labels' array of the evaluated data (--eval-data, else --data) when it "
-    "is an .npz.",
+    "Default: the 'labels' array of the evaluated data when it is an .npz (--data; in "
+    "`compare`, --eval-data when given).",
     panel="Data",  # the data options' panel (trtcalib.data.cli_options.PANEL)
 )
 

@@ -224,7 +224,8 @@ def qdq_command(
     Conv, ConvTranspose, Gemm and MatMul (activations per tensor with the cache's scale, zero
     point 0; weights per channel, max|w|/127, kept float32 + Q/DQ: output channels, input
     channels for ConvTranspose as TensorRT requires) and the residual input
-    of Adds TensorRT fuses into a Conv. Tensors without a scale stay in float and are listed.
+    of Adds TensorRT fuses into a Conv (excluding that Conv leaves its Add in float too).
+    Tensors without a scale stay in float and are listed.
     Default output: <model stem>.qdq.onnx in the current directory.
 
     Example: trtcalib qdq model.onnx --cache model.cache -o model.int8.onnx
@@ -389,6 +390,7 @@ def eval_command(
             f"--sensitivity-mode must be one of {', '.join(SENSITIVITY_MODES)}, "
             f"got {sensitivity_mode!r}"
         )
+    asked_batch = batch
     batch = common.check_batch(common.resolve("batch", batch))
     for option, value in (("--top", top), ("--sensitivity-samples", sensitivity_samples)):
         if value < 1:  # one-line errors like every other bad value (not click's usage box)
@@ -403,6 +405,7 @@ def eval_command(
     options = data_options
     fp32, cache_obj, result = _load_quantized(model, cache, exclude, allow_partial)
     _report_result(result, cache)
+    _warn_fixed_batch(fp32, asked_batch)
     source = _open_data(fp32, data, options)
     label_values = _resolve_labels(labels, data, source)
 
@@ -447,6 +450,7 @@ def eval_command(
                 max_samples=sensitivity_samples,
                 exclude=exclude or (),
                 progress=lambda n: bar.advance(task, n),
+                min_coverage=0.0 if allow_partial else None,
             )
         console.print(_sensitivity_table(ranking, sensitivity_mode, top))
         payload["sensitivity"] = {
@@ -455,6 +459,20 @@ def eval_command(
         }
     if json_out is not None:
         _write_json(json_out, payload)
+
+
+def _warn_fixed_batch(model, asked: int | None) -> None:
+    """--batch cannot change a batch the model fixes: say so instead of ignoring it."""
+    from trtcalib.console import warn
+    from trtcalib.data import fixed_batch_size
+    from trtcalib.model import input_specs
+
+    fixed = fixed_batch_size(input_specs(model))
+    if asked is not None and fixed is not None and asked != fixed:
+        warn(
+            f"--batch {asked}: the model fixes a batch of {fixed} in its inputs; running "
+            f"batches of {fixed} (the last one padded)"
+        )
 
 
 def _parse_calibrators(text: str) -> list[str]:

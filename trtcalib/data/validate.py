@@ -173,10 +173,11 @@ def fixed_batch_size(inputs: Sequence[InputSpec]) -> int | None:
     """The batch size the model fixes in dim 0 of its inputs (e.g. [1,3,224,224] -> 1), or None
     when the batch dim is dynamic. Data validation never checks dim 0 (it counts samples); a
     caller picking --batch should honour this."""
-    sizes = {s.shape[0] for s in inputs if s.shape}
+    # inputs with a dynamic batch follow the fixed one: [1,3,H,W] next to [N,4] runs at 1
+    sizes = {s.shape[0] for s in inputs if s.shape and isinstance(s.shape[0], int)}
     if len(sizes) == 1:
         (size,) = sizes
-        return size if isinstance(size, int) else None
+        return size if size > 0 else None
     return None
 
 

@@ -34,6 +34,7 @@ class Site:
     tensor: str
     kind: str  # "activation" | "weight"
     axis: int | None = None
+    fused_into: str | None = None  # residual Add: the Conv TensorRT fuses it into
 
 
 def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
@@ -149,6 +150,15 @@ def find_sites(
                     sites.append(Site(node.name, node.op_type, index, name, "activation"))
         elif node.op_type == "Add":
             index = residual_input(view, node)
-            if index is not None:
-                sites.append(Site(node.name, "Add", index, node.input[index], "activation"))
+            if index is None:
+                continue
+            # the residual is quantized so the Add fuses into an INT8 Conv: an excluded
+            # (float) Conv fuses nothing, and its Add stays float with it
+            main = fusible_backbone(view, view.producer.get(node.input[1 - index]))
+            if main is not None and main.name in excluded:
+                continue
+            fused = None if main is None else main.name
+            sites.append(
+                Site(node.name, "Add", index, node.input[index], "activation", None, fused)
+            )
     return sites

@@ -40,8 +40,10 @@ class QDQResult:
     tensors that needed a scale the cache lacks (left in float); skipped: tensor -> why it was
     left in float although the cache has it (scale 0, inf, NaN, not float32); weights: constant
     tensors quantized per channel; folded: BatchNormalization nodes folded into their Conv;
-    layers: nodes that got at least one Q/DQ input (what `--sensitivity` ranks); excluded:
-    nodes left alone because of `exclude`; opset_upgraded_from: original opset if converted.
+    layers: nodes that got at least one Q/DQ input (what `--sensitivity` ranks); fused_into:
+    residual Add -> the Conv TensorRT fuses it into (excluding that Conv leaves the Add in float
+    too); excluded: nodes left alone because of `exclude`; opset_upgraded_from: original opset
+    if converted.
     """
 
     model: onnx.ModelProto
@@ -51,6 +53,7 @@ class QDQResult:
     weights: list[str] = field(default_factory=list)
     folded: list[str] = field(default_factory=list)
     layers: list[str] = field(default_factory=list)
+    fused_into: dict[str, str] = field(default_factory=dict)
     excluded: list[str] = field(default_factory=list)
     opset_upgraded_from: int | None = None
 
@@ -124,10 +127,21 @@ def _name_unnamed_nodes(graph: onnx.GraphProto) -> None:
             taken.add(name)
 
 
-def resolve_exclude(graph: onnx.GraphProto, exclude: Sequence[str]) -> set[str]:
-    """Node names matched by `exclude` (node names or op types); unknown entries are an error."""
+def resolve_exclude(
+    graph: onnx.GraphProto, exclude: Sequence[str], folded: Sequence[str] = ()
+) -> set[str]:
+    """Node names matched by `exclude` (node names or op types); unknown entries are an error,
+    and so are BatchNormalization nodes `folded` into their Conv (exclude the Conv)."""
     names = {node.name for node in graph.node}
     op_types = {node.op_type for node in graph.node}
+    gone = [item for item in exclude if item not in names and item in folded]
+    if folded and "BatchNormalization" in exclude and "BatchNormalization" not in op_types:
+        gone.append("BatchNormalization")
+    if gone:
+        raise ModelError(
+            f"--exclude {', '.join(gone)}: folded into its Conv before quantizing (as TensorRT "
+            "does); exclude that Conv instead"
+        )
     unknown = [item for item in exclude if item not in names and item not in op_types]
     if unknown:
         raise ModelError(
@@ -188,7 +202,7 @@ def quantize_model(
         work, folded = fold_batchnorm(work)
     graph = work.graph
     _name_unnamed_nodes(graph)
-    excluded = resolve_exclude(graph, exclude)
+    excluded = resolve_exclude(graph, exclude, folded)
     view = GraphView(graph)
     sites = find_sites(view, excluded)
     if not sites:  # writing the model unchanged would look like a success
@@ -326,6 +340,7 @@ def quantize_model(
         weights=quantized_weights,
         folded=folded,
         layers=ordered_layers,
+        fused_into={s.node: s.fused_into for s in sites if s.fused_into and s.node in layers},
         excluded=sorted(excluded),
         opset_upgraded_from=upgraded_from,
     )

@@ -15,11 +15,12 @@ CAPTURE_BATCH = 64  # inference batch when the model's batch dim is dynamic (any
 
 def capture_batch_size(model: onnx.ModelProto) -> tuple[int, str]:
     """The batch to run inference with: the model's fixed batch dim if it has one."""
+    from trtcalib.data import fixed_batch_size
     from trtcalib.model import input_specs
 
-    fixed = {s.shape[0] for s in input_specs(model) if s.shape and isinstance(s.shape[0], int)}
-    if len(fixed) == 1:
-        return fixed.pop(), "pad"
+    fixed = fixed_batch_size(input_specs(model))
+    if fixed is not None:
+        return fixed, "pad"
     return CAPTURE_BATCH, "keep"
 
 
