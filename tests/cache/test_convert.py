@@ -120,8 +120,9 @@ def test_json_round_trip_property(scales):
         ("1e40", "beyond the float32 range"),  # finite, but would be written as inf (7f800000)
         ("-1", "scale -1.0 is not usable by TensorRT"),
         ('"nan"', "scale nan is not usable by TensorRT"),
+        ("1e-50", "below the float32 range"),  # positive, but would be written as 0
     ],
-    ids=["huge-integer", "1e40", "negative", "nan"],
+    ids=["huge-integer", "1e40", "negative", "nan", "1e-50"],
 )
 def test_json_scale_outside_float32_is_a_one_line_error(scale, message):
     text = '{"trt_version": 8601, "algorithm": "MinMaxCalibration", "tensors": {"a": {"scale": '

@@ -240,3 +240,13 @@ def test_write_into_missing_folder_or_directory(tmp_path):
     with pytest.raises(CacheFormatError, match="directory"):
         write_cache(tmp_path, cache)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sidecar_without_creation_time_or_version_keeps_them_unknown():
+    """Reading must not stamp the reader's clock and version on an old or hand-made sidecar."""
+    data = Provenance("entropy").to_json_dict()
+    del data["created"], data["trtcalib_version"]
+    prov = Provenance.from_json_dict(data, "old.json")
+    assert prov.created is None and prov.trtcalib_version is None
+    again = Provenance.from_json(prov.to_json(), "again.json")  # written back: still unknown
+    assert again.created is None and again.trtcalib_version is None

@@ -169,6 +169,15 @@ def test_reuse_auto_recalibrates_for_another_release_of_the_same_major(cli, work
     assert "(reused)" in cli(*args, "--trt-version", "10.9.0").stdout
 
 
+def test_reuse_auto_names_a_last_batch_change(cli, work):
+    """20 samples, batch 8: keep feeds 4 more samples than drop -- say that, not just 'data'."""
+    args = ("calibrate", "conv.onnx", "--data", "calib.npz", "--batch", "8", "--cache", "c.cache")
+    assert cli(*args, "--last-batch", "keep").exit_code == 0
+    r = cli(*args, "--last-batch", "drop")
+    assert r.exit_code == 0, r.stderr
+    assert "made with --last-batch keep, now drop" in r.stderr
+
+
 def test_reuse_auto_reads_the_data_twice_only_when_everything_else_matches(cli, work, monkeypatch):
     import trtcalib.calibrate as calibrate_module
 
@@ -219,6 +228,17 @@ def test_growth_with_the_exact_histogram_is_a_warning(cli, work):
     r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--growth", "square",
             "--histogram", "trt", "--no-progress", "--reuse-cache", "never")  # fmt: skip
     assert r.exit_code == 0 and "--growth" not in r.stderr
+
+
+def test_config_parameters_for_another_calibrator_name_the_config(cli, work):
+    (work / "p.toml").write_text('[calibrate]\ncalibrator = "percentile"\npercentile = 99.9\n')
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--config", "p.toml",
+            "--calibrator", "entropy")  # fmt: skip
+    _assert_one_line_error(r, "p.toml: calibrator 'entropy': unknown parameter 'percentile'",
+                           "its parameters are for 'percentile'")  # fmt: skip
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--param", "nope=1")
+    _assert_one_line_error(r, "unknown parameter 'nope'")
+    assert "p.toml" not in r.stderr
 
 
 def test_the_cache_must_not_land_in_a_data_folder(cli, work):

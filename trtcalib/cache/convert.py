@@ -95,6 +95,12 @@ def cache_from_json(text: str | bytes, source: str = "<json>") -> CalibrationCac
                 f"{source}: tensor {name!r}: scale {from_scale:g} is beyond the float32 range "
                 '(a cache holds float32 scales; write "inf" for an infinite one)'
             )
+        if from_scale is not None and from_scale > 0 and to_float32(from_scale) == 0:
+            # the other end: a positive scale would become 0 (TensorRT: an all-zero tensor)
+            raise CacheFormatError(
+                f"{source}: tensor {name!r}: scale {from_scale:g} is below the float32 range "
+                "(it would be written as 0, which means an all-zero tensor; write 0 for that)"
+            )
         if from_hex is None and from_scale is None:
             raise CacheFormatError(f"{source}: tensor {name!r}: needs 'hex' or 'scale'")
         for value in (from_hex, from_scale):

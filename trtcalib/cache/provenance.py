@@ -138,8 +138,8 @@ class Provenance:
     trt_algorithm: str | None = None
     tensors: dict[str, TensorRecord] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form (growth, num_bins, ...)
-    created: str = field(default_factory=_utc_now)
-    trtcalib_version: str = field(default_factory=_trtcalib_version)
+    created: str | None = field(default_factory=_utc_now)  # None: a sidecar that did not say
+    trtcalib_version: str | None = field(default_factory=_trtcalib_version)
     cache_sha256: str | None = None  # filled by write_cache
     format_version: int = PROVENANCE_FORMAT
 
@@ -174,6 +174,9 @@ class Provenance:
             )
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in data.items() if k in known}
+        # what the file does not say stays unknown: not the time and version of this reading
+        kwargs.setdefault("created", None)
+        kwargs.setdefault("trtcalib_version", None)
         if not isinstance(kwargs.get("algorithm"), str):
             raise CacheFormatError(f"{source}: provenance sidecar has no 'algorithm'")
         checks = {

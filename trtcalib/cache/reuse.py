@@ -107,6 +107,7 @@ def reuse_decision(
     trt_version: int | None = None,
     tensor_names: Iterable[str] | None = None,
     same_release: bool = False,
+    last_batch: str | None = None,
 ) -> ReuseDecision:
     """Compare the cache (and its sidecar) with the current run; None arguments are not checked.
 
@@ -163,11 +164,19 @@ def reuse_decision(
                 reasons.append("algorithm parameters differ: " + "; ".join(diffs))
         _compare(reasons, unchecked, "histogram policy", prov.histogram, histogram)
         _compare(reasons, unchecked, "batch size", prov.batch_size, batch_size)
+        before = prov.extra.get("last_batch")
+        data_message = "data differs (content or order)"
+        if last_batch is not None and before is not None and before != last_batch:
+            # keep feeds the last partial batch, drop does not: the samples seen differ
+            data_message = (
+                f"data differs: the cache was made with --last-batch {before}, now {last_batch} "
+                "(the last partial batch is fed or not), or the data changed"
+            )
         _compare_fingerprint(
             reasons,
             unchecked,
             "data",
-            "data differs (content or order)",
+            data_message,
             prov.data_fingerprint,
             data_fingerprint,
         )

@@ -336,7 +336,13 @@ def calibration_settings(cli: dict[str, Any], params: dict[str, float], cfg: Any
         )
     except ValueError as exc:
         raise _config_error(f"--trt-version: {exc}") from None
-    get_algorithm(calibrator)  # unknown name: one-line error listing the registered ones
+    from trtcalib.errors import ConfigError
+
+    algorithm = get_algorithm(calibrator)  # unknown name: one-line error listing the known
+    try:
+        algorithm.validate(params)
+    except ConfigError as exc:
+        raise _name_config_params(exc, cfg, calibrator) from None
     overrides = None
     if cfg is not None and cfg.overrides:
         overrides = cfg.tensor_overrides(calibrator, params)
@@ -354,6 +360,23 @@ def calibration_settings(cli: dict[str, Any], params: dict[str, float], cfg: Any
     )
     settings.check()
     return settings
+
+
+def _name_config_params(exc: Exception, cfg: Any, calibrator: str) -> Exception:
+    """A parameter error about a parameter the config file set names that file (and its
+    calibrator, when the command line chose another one)."""
+    path = getattr(cfg, "path", None)
+    if cfg is None or path is None:
+        return exc
+    keys = set(cfg.get("params", {}) or {}) | ({"percentile"} if cfg.get("percentile") else set())
+    if not any(f"'{key}'" in str(exc) for key in keys):
+        return exc
+    note = ""
+    if cfg.get("calibrator") not in (None, calibrator):
+        note = (
+            f" (its parameters are for {cfg.get('calibrator')!r}; the command chose {calibrator!r})"
+        )
+    return _config_error(f"{path}: {exc}{note}")
 
 
 # ---------------------------------------------------------------- printing

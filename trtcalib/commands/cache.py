@@ -134,8 +134,8 @@ def _print_provenance_line(cache_path: Path) -> None:
             f"provenance: {prov.algorithm}"
             + (f" ({params})" if params else "")
             + f", histogram {prov.histogram}, batch {prov.batch_size}, "
-            f"{prov.num_samples} samples, created {prov.created} by trtcalib "
-            f"{prov.trtcalib_version}"
+            f"{prov.num_samples} samples, created {prov.created or 'at an unknown time'} by "
+            f"trtcalib {prov.trtcalib_version or '(version unknown)'}"
         )
     )
 

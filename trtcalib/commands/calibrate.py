@@ -203,6 +203,7 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
         "histogram": settings.histogram,
         "trt_version": settings.trt_version,
         "same_release": True,  # the cache is labelled for the --trt-version asked for
+        "last_batch": settings.last_batch,  # named in the reason when the data differs
     }
     try:
         decision = reuse_decision(path, **cheap)

@@ -209,6 +209,7 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
         "trt_version": settings.trt_version if major <= LAST_IMPLICIT_MAJOR else None,
         "tensor_names": None,  # the model fingerprint already pins the tensors
         "same_release": True,  # the installed TensorRT reads it: another release's may be skipped
+        "last_batch": o.last_batch,  # named in the reason when the data fingerprints differ
     }
     decision = reuse_decision(path, **cheap)
     if decision.verified and source is not None:
