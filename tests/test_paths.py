@@ -47,6 +47,16 @@ def test_model_and_weights_lists_external_weight_files(tmp_path):
     )
     files = model_and_weights(path)
     assert list(files.values()) == [path, tmp_path / "ext.weights"]
+    # two weights files: both are inputs
+    two = tmp_path / "two.onnx"
+    model = tinymodels.conv_model()
+    onnx.save(model, str(two), save_as_external_data=True, all_tensors_to_one_file=False,
+              size_threshold=0)  # fmt: skip
+    weights = [p for p in model_and_weights(two).values() if p != two]
+    assert len(weights) == len(model.graph.initializer) > 1
+    for weight in weights:
+        with pytest.raises(ConfigError, match="external weights file"):
+            check_outputs_spare_inputs({"-o": weight}, model_and_weights(two))
     with pytest.raises(ConfigError, match="is the model's external weights file"):
         check_outputs_spare_inputs({"-o": tmp_path / "ext.weights"}, files)
     # a model with its weights inside, or a file that is not ONNX: just the model

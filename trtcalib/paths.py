@@ -56,7 +56,7 @@ def check_folder_spares_inputs(
         if (
             path is not None
             and Path(path).is_dir()
-            and (_inside(folder, path) or same_file(folder, path))
+            and _inside(folder, path)  # the folder itself too
         ):
             raise ConfigError(
                 f"{option} {folder}: is inside {what} ({path}); choose another folder"
@@ -73,7 +73,7 @@ def model_and_weights(model: str | os.PathLike, what: str = "the model") -> dict
 
     files = {what: Path(model)}
     for path in external_weight_files(Path(model)):
-        files[f"{what}'s external weights file"] = path
+        files[f"{what}'s external weights file {path.name}"] = path  # one entry per file
     return files
 
 
