@@ -14,16 +14,19 @@ from trtcalib.paths import (
 )
 
 
-def test_output_inside_an_input_folder_is_refused(tmp_path):
+def test_data_files_inside_an_input_folder_are_refused(tmp_path):
     data = tmp_path / "images"
     (data / "cats").mkdir(parents=True)
-    with pytest.raises(ConfigError, match=r"--json .*report\.json: is inside the --data source"):
-        check_outputs_spare_inputs(
-            {"--json": data / "cats" / "report.json"}, {"the --data source": data}
-        )
-    # next to the folder (and a folder name that merely starts the same) is fine
-    check_outputs_spare_inputs({"--json": tmp_path / "images.json"}, {"the --data source": data})
-    check_outputs_spare_inputs({"--json": tmp_path / "images2" / "x"}, {"the --data source": data})
+    inputs = {"the --data source": data}
+    for name in ("plot.png", "x.NPY", "acts.npz", "a.jpeg"):  # the scan would read them back
+        with pytest.raises(ConfigError, match=rf"--json .*{name}: is inside the --data source"):
+            check_outputs_spare_inputs({"--json": data / "cats" / name}, inputs)
+    # what the scan never reads may go there (e.g. --data . with the default caches/ folder)
+    check_outputs_spare_inputs({"--cache": data / "caches" / "m.cache"}, inputs)
+    check_outputs_spare_inputs({"--json": data / "report.json"}, inputs)
+    # next to the folder, and in a folder whose name merely starts the same, is fine
+    check_outputs_spare_inputs({"--json": tmp_path / "images.png"}, inputs)
+    check_outputs_spare_inputs({"--json": tmp_path / "images2" / "x.png"}, inputs)
 
 
 def test_output_equal_to_an_input_file_is_refused(tmp_path):
@@ -67,15 +70,15 @@ def test_model_and_weights_lists_external_weight_files(tmp_path):
     assert list(model_and_weights(junk).values()) == [junk]
 
 
-def test_output_folder_inside_or_equal_to_a_data_folder_is_refused(tmp_path):
+def test_output_folder_with_plots_inside_a_data_folder_is_refused(tmp_path):
     data = tmp_path / "images"
     data.mkdir()
+    inputs = {"the --data source": data}
     for out in (data, data / "study"):
-        with pytest.raises(ConfigError, match="is inside the --data source"):
-            check_folder_spares_inputs("--out", out, ["results.json"], {"the --data source": data})
-    check_folder_spares_inputs(
-        "--out", tmp_path / "out", ["results.json"], {"the --data source": data}
-    )
+        with pytest.raises(ConfigError, match="plot.png: is inside the --data source"):
+            check_folder_spares_inputs("--out", out, ["results.json", "plot.png"], inputs)
+        check_folder_spares_inputs("--out", out, ["results.json"], inputs)  # JSON only: fine
+    check_folder_spares_inputs("--out", tmp_path / "out", ["plot.png"], inputs)
 
 
 def test_output_folder_file_that_is_an_input_is_refused(tmp_path):

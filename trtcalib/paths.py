@@ -29,8 +29,9 @@ def check_outputs_spare_inputs(
 
     `outputs` maps the option ("--cache") to the path it writes, `inputs` maps a description
     ("the model") to the path read; None entries are ignored.
-    An input that is a folder (a --data folder) spares everything inside it too: a file written
-    there would be read back as data on the next run.
+    An input that is a folder (a --data folder) also spares what the folder scan would read back
+    as data on the next run: no image or array file may be written anywhere inside it (a cache
+    or a JSON report may: the scan never reads them).
     """
     for option, out in outputs.items():
         if out is None:
@@ -40,8 +41,11 @@ def check_outputs_spare_inputs(
                 continue
             if same_file(out, path):
                 raise ConfigError(f"{option} {out}: is {what}; choose another path")
-            if Path(path).is_dir() and _inside(out, path):
-                raise ConfigError(f"{option} {out}: is inside {what} ({path}); choose another path")
+            if Path(path).is_dir() and _reads_back(out) and _inside(out, path):
+                raise ConfigError(
+                    f"{option} {out}: is inside {what} ({path}), which would read it back as "
+                    "data; choose another path"
+                )
 
 
 def check_folder_spares_inputs(
@@ -50,17 +54,8 @@ def check_folder_spares_inputs(
     names: Iterable[str],
     inputs: Mapping[str, str | os.PathLike | None],
 ) -> None:
-    """ConfigError when an output folder (study --out) is, or is inside, an input folder, or
-    one of the file `names` it writes there would replace an input."""
-    for what, path in inputs.items():
-        if (
-            path is not None
-            and Path(path).is_dir()
-            and _inside(folder, path)  # the folder itself too
-        ):
-            raise ConfigError(
-                f"{option} {folder}: is inside {what} ({path}); choose another folder"
-            )
+    """ConfigError when one of the files `names` an output folder (study --out) gets would
+    replace an input, or land where a --data folder reads it back (its PNG plots)."""
     check_outputs_spare_inputs(
         {f"{option} {folder}: its output": folder / n for n in names}, inputs
     )
@@ -75,6 +70,13 @@ def model_and_weights(model: str | os.PathLike, what: str = "the model") -> dict
     for path in external_weight_files(Path(model)):
         files[f"{what}'s external weights file {path.name}"] = path  # one entry per file
     return files
+
+
+def _reads_back(path: str | os.PathLike) -> bool:
+    """True for the files a data folder scan reads: images and arrays."""
+    from trtcalib.data.sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS
+
+    return Path(path).suffix.lower() in (*ARRAY_EXTENSIONS, *IMAGE_EXTENSIONS)
 
 
 def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:

@@ -241,12 +241,15 @@ def test_config_parameters_for_another_calibrator_name_the_config(cli, work):
     assert "p.toml" not in r.stderr
 
 
-def test_the_cache_must_not_land_in_a_data_folder(cli, work):
+def test_a_cache_named_like_data_must_not_land_in_a_data_folder(cli, work):
     (work / "arrays").mkdir()
     np.save(work / "arrays" / "x.npy", np.load("calib.npz")["input"])
-    r = cli("calibrate", "conv.onnx", "--data", "arrays", "--cache", "arrays/conv.cache")
+    r = cli("calibrate", "conv.onnx", "--data", "arrays", "--cache", "arrays/conv.npy")
     _assert_one_line_error(r, "is inside the --data source")
     assert sorted(p.name for p in (work / "arrays").iterdir()) == ["x.npy"]
+    # a cache there is fine: the folder scan never reads one (so `--data .` keeps caches/)
+    r = cli("calibrate", "conv.onnx", "--data", "arrays", "--cache", "arrays/conv.cache")
+    assert r.exit_code == 0, r.stderr
 
 
 def test_the_cache_must_not_replace_the_config_file(cli, work):

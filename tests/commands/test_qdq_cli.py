@@ -134,10 +134,15 @@ def test_outputs_never_replace_external_weights_nor_land_in_a_data_folder(cli, f
     data = folder / "arrays"
     data.mkdir()
     np.save(data / "x.npy", np.load(files["plain"])["input"])
-    report = data / "report.json"
+    report = data / "report.npz"
     result = cli("eval", files["model"], "-c", files["cache"], "-d", data, "--json", report)
     assert_one_line_error(result, "is inside the --data source")
     assert not report.exists()
+    # a JSON report there is never read as data: allowed
+    result = cli(
+        "eval", files["model"], "-c", files["cache"], "-d", data, "--json", data / "r.json"
+    )
+    assert result.exit_code == 0, result.stderr
 
 
 def test_outputs_never_replace_the_provenance_sidecar_of_the_cache(cli, files):
