@@ -193,6 +193,14 @@ def test_sensitivity_uses_exactly_max_samples(tmp_path, batch):
     assert only["conv2"].sqnr_db == pytest.approx(sqnr(ref, got), rel=1e-5)
 
 
+def test_sensitivity_skip_mode_with_one_layer_left_measures_the_float_model(conv_setup):
+    """--exclude Conv leaves fc alone (add1 goes with conv2): skipping it quantizes nothing."""
+    model, _, _, source = conv_setup
+    rows = sensitivity(model, SCALES, source, mode="skip", batch_size=8, exclude=["Conv"])
+    assert [r.node for r in rows] == ["fc"]
+    assert rows[0].sqnr_db == math.inf and rows[0].delta_db > 0
+
+
 def test_sensitivity_rejects_unknown_mode(conv_setup):
     model, _, _, source = conv_setup
     with pytest.raises(ValueError, match="mode"):
@@ -331,3 +339,24 @@ def test_a_weight_from_a_constant_node_is_not_reported_as_an_activation(tmp_path
     x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     report = evaluate(model, result.model, source_for(model, tmp_path, x), batch_size=3)
     assert [t.name for t in report.tensors] == ["input"]
+
+
+def test_classifier_output_prefers_an_n_by_classes_output_only_for_labels():
+    """Agreement stays on the first class-like output; labels (one per sample) need [N, C]."""
+    from onnx import TensorProto, helper
+
+    from trtcalib.evaluate import _classifier_output
+
+    graph = helper.make_graph(
+        [],
+        "g",
+        [],
+        [
+            helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["N", 5, 3]),
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["N", 8]),
+        ],
+    )
+    model = helper.make_model(graph)
+    sample = {"tokens": np.zeros((2, 5, 3), np.float32), "pooled": np.zeros((2, 8), np.float32)}
+    assert _classifier_output(model, sample) == "tokens"
+    assert _classifier_output(model, sample, per_sample=True) == "pooled"

@@ -215,9 +215,14 @@ def _trim(value: np.ndarray, batch_size: int, num_real: int) -> np.ndarray:
 _NONE = np.empty(0)
 
 
-def _classifier_output(model: onnx.ModelProto, sample: dict[str, np.ndarray]) -> str | None:
-    """The first float output with classes in its last dim, an [N, classes] one preferred."""
-    candidates = sorted(model.graph.output, key=lambda out: sample.get(out.name, _NONE).ndim != 2)
+def _classifier_output(
+    model: onnx.ModelProto, sample: dict[str, np.ndarray], *, per_sample: bool = False
+) -> str | None:
+    """The first float output with classes in its last dim; with `per_sample` (labels given:
+    one class per sample) an [N, classes] one first."""
+    candidates = list(model.graph.output)
+    if per_sample:
+        candidates.sort(key=lambda out: sample.get(out.name, _NONE).ndim != 2)
     for out in candidates:
         value = sample.get(out.name)
         if (
@@ -300,7 +305,7 @@ def evaluate(
                 err = float(np.abs(ref.astype(np.float64) - test).max())
                 max_err[name] = max(max_err[name], err)
         if classifier is None and seen == 0:
-            classifier = _classifier_output(model, fp32)
+            classifier = _classifier_output(model, fp32, per_sample=labels is not None)
             if classifier is not None and labels is not None:
                 shape = fp32[classifier].shape
                 if len(shape) != 2:  # [N, T, C]: a class per position, labels one per sample
@@ -488,11 +493,14 @@ def sensitivity(
             # a residual Add is quantized only with the Conv it fuses into: measured together
             keep = {layer, full.fused_into.get(layer)}
             others = [name for name in layers if name not in keep]
-            variant = quantize_model(model, scales, [*exclude, *others], min_coverage=0.0)
+            variant = quantize_model(model, scales, [*exclude, *others], min_coverage=0.0).model
         else:
-            variant = quantize_model(model, scales, [*exclude, layer], min_coverage=0.0)
+            try:
+                variant = quantize_model(model, scales, [*exclude, layer], min_coverage=0.0).model
+            except ModelError:  # that was the last quantized layer: all float without it
+                variant = model
         db, cos, agreement = _output_quality(
-            make_session(variant.model), batches, reference, names, classifier
+            make_session(variant), batches, reference, names, classifier
         )
         delta = None if baseline_db is None else db - baseline_db
         results.append(LayerSensitivity(layer, op_types.get(layer, "?"), db, cos, agreement, delta))

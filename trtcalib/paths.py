@@ -68,7 +68,7 @@ def model_and_weights(model: str | os.PathLike, what: str = "the model") -> dict
 
     files = {what: Path(model)}
     for path in external_weight_files(Path(model)):
-        files[f"{what}'s external weights file {path.name}"] = path  # one entry per file
+        files[f"{what}'s external weights file {path}"] = path  # one entry per file
     return files
 
 

@@ -84,6 +84,17 @@ def test_auto_reuse_skips_calibration_and_says_so(cli, workdir, no_tensorrt):
     assert "calibrating on the CPU" in changed.stderr
 
 
+def test_a_cpu_cache_serves_another_release_of_the_same_major(cli, workdir, no_tensorrt):
+    """calibrate labels 10.16.1; a 10.8 GPU host reuses it (its calibrator restamps the header)."""
+    args = ("--data", "calib.npz", "--batch", "8", "--last-batch", "drop", "--no-progress")
+    assert cli("calibrate", "model.onnx", *args).exit_code == 0  # writes CACHE, labelled 10.16.1
+    stamp = (workdir / CACHE).stat().st_mtime_ns
+    result = cli(*BUILD, "--trt-version", "10.8.0")
+    assert result.exit_code == 3
+    assert "calibration skipped" in result.stderr, result.stderr
+    assert (workdir / CACHE).stat().st_mtime_ns == stamp
+
+
 def test_auto_reuse_reads_the_data_only_when_model_and_settings_match(
     cli, workdir, no_tensorrt, monkeypatch
 ):

@@ -27,7 +27,8 @@ _LAZY = {
 }
 
 # the light names only: `from trtcalib.trt import *` must work where TensorRT does not load
-# (it would fetch every lazy name); the lazy ones are imported by name, and listed by dir()
+# (it would fetch every lazy name); the lazy ones are imported by name. Not in dir() either:
+# help()/pydoc/inspect fetch what dir() lists and tolerate only AttributeError
 __all__ = ["TensorRTInfo", "load_tensorrt", "probe_tensorrt"]
 
 
@@ -36,7 +37,3 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'trtcalib.trt' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])

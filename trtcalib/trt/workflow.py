@@ -208,7 +208,9 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
         # cache is as good as one with a TRT-11 header (the migration path to TensorRT 11)
         "trt_version": settings.trt_version if major <= LAST_IMPLICIT_MAJOR else None,
         "tensor_names": None,  # the model fingerprint already pins the tensors
-        "same_release": True,  # the installed TensorRT reads it: another release's may be skipped
+        # compared by major only: the calibrators hand TensorRT the scales stamped with the
+        # running version (_Calibration._cache_to_offer), so a CPU cache labelled 10.16.1
+        # serves a 10.8 host as it is
         "last_batch": o.last_batch,  # named in the reason when the data fingerprints differ
     }
     decision = reuse_decision(path, **cheap)
