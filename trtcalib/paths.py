@@ -56,9 +56,9 @@ def check_folder_spares_inputs(
 ) -> None:
     """ConfigError when one of the files `names` an output folder (study --out) gets would
     replace an input, or land where a --data folder reads it back (its PNG plots)."""
-    check_outputs_spare_inputs(
-        {f"{option} {folder}: its output": folder / n for n in names}, inputs
-    )
+    # one entry per file: each key names its file (a shared key would keep only the last one)
+    outputs = {f"{option} {folder}: its output {name}": folder / name for name in names}
+    check_outputs_spare_inputs(outputs, inputs)
 
 
 def model_and_weights(model: str | os.PathLike, what: str = "the model") -> dict[str, Path]:
