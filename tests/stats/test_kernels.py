@@ -458,3 +458,23 @@ def test_a_broken_numba_is_tried_once_warned_about_and_the_numpy_kernels_used(mo
     c = TensorCollector("t", num_bins=128)
     c.collect(np.linspace(-2, 3, 50_000, dtype=np.float32))
     assert c.result().amax == 3.0
+
+
+@needs_numba
+def test_numba_never_swaps_the_process_streams():
+    # with colorama installed, numba wraps each error message it builds (thousands per compile)
+    # in colorama's init()/deinit(), which replace sys.stdout/sys.stderr for the whole process:
+    # from the warm-up thread that raced pytest's capture and lost the CLI's output
+    pytest.importorskip("colorama")
+    _passes_in_a_fresh_interpreter(
+        "import os, colorama",
+        "calls = []",
+        "colorama.init = lambda *a, **kw: calls.append('init')",
+        "colorama.reinit = lambda: calls.append('reinit')",
+        "colorama.deinit = lambda: calls.append('deinit')",
+        "assert k.numba_kernels() is not None",
+        "from numba.core import errors",
+        "str(errors.TypingError('no such overload'))",  # what numba builds while compiling
+        "assert calls == [], calls",
+        "assert 'NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING' not in os.environ",  # put back
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -72,11 +73,41 @@ def _fill_minmax_numpy(
     np.maximum.at(hi, idx, a)
 
 
+_NUMBA_HIGHLIGHT_SWITCH = "NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING"
+
+
+def _import_numba():
+    """Import numba with its coloured error messages switched off.
+
+    With colorama installed, numba.core.errors wraps every message it builds (thousands per
+    compile, most of them caught inside numba) in colorama's init()/deinit(), which replace
+    sys.stdout and sys.stderr process-wide and then put back whatever they saw. Compiling in the
+    warm-up thread or the worker pool while another thread swaps those streams (pytest's
+    capture, rich's live display) leaves a stale stream behind, and later output goes astray:
+    this made CI fail at random on a cold numba cache. numba reads the switch once, when
+    numba.core.errors is first imported; a process that imported numba earlier keeps its choice.
+    """
+    if "numba.core.errors" in sys.modules:
+        import numba
+
+        return numba
+    saved = os.environ.get(_NUMBA_HIGHLIGHT_SWITCH)
+    os.environ[_NUMBA_HIGHLIGHT_SWITCH] = "1"
+    try:
+        import numba
+    finally:  # leave the environment (and so child processes) as it was
+        if saved is None:
+            os.environ.pop(_NUMBA_HIGHLIGHT_SWITCH, None)
+        else:
+            os.environ[_NUMBA_HIGHLIGHT_SWITCH] = saved
+    return numba
+
+
 def _build_numba():
     # The kernels never call one another: a kernel that calls another jitted function through
     # this closure cannot be cached by numba, and would be compiled again in every process
     # (~1-1.5 s each, measured). Hence the repeated scatter loops.
-    import numba
+    numba = _import_numba()
 
     @numba.njit(cache=True, nogil=True)
     def summary(flat):
