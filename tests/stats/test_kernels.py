@@ -4,9 +4,11 @@ references and against the numpy fallback, bit for bit."""
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -388,10 +390,16 @@ def test_relu_flag_equals_collecting_the_relu_output(
         want.nan_count, want.inf_count, want.min, want.max)  # fmt: skip
 
 
-def _passes_in_a_fresh_interpreter(*lines: str) -> None:
-    """Run `lines` after `from trtcalib.stats import _kernels as k` in a new Python process."""
+def _passes_in_a_fresh_interpreter(*lines: str, path: Path | None = None) -> None:
+    """Run `lines` after `from trtcalib.stats import _kernels as k` in a new Python process
+    (with `path` first on its sys.path)."""
     code = "\n".join(["from trtcalib.stats import _kernels as k", *lines, "print('ok')"])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
@@ -460,21 +468,31 @@ def test_a_broken_numba_is_tried_once_warned_about_and_the_numpy_kernels_used(mo
     assert c.result().amax == 3.0
 
 
+# a colorama with numba's minimum version that records what is called on it
+_COLORAMA_SPY = """
+__version__ = "0.4.6"
+calls = []
+def init(*args, **kwargs): calls.append("init")
+def reinit(): calls.append("reinit")
+def deinit(): calls.append("deinit")
+class _Codes:
+    def __getattr__(self, name): return ""
+Fore = Back = Style = _Codes()
+"""
+
+
 @needs_numba
-def test_numba_never_swaps_the_process_streams():
+def test_numba_never_swaps_the_process_streams(tmp_path):
     # with colorama installed, numba wraps each error message it builds (thousands per compile)
     # in colorama's init()/deinit(), which replace sys.stdout/sys.stderr for the whole process:
     # from the warm-up thread that raced pytest's capture and lost the CLI's output
-    pytest.importorskip("colorama")
+    (tmp_path / "colorama.py").write_text(_COLORAMA_SPY)
     _passes_in_a_fresh_interpreter(
         "import os, colorama",
-        "calls = []",
-        "colorama.init = lambda *a, **kw: calls.append('init')",
-        "colorama.reinit = lambda: calls.append('reinit')",
-        "colorama.deinit = lambda: calls.append('deinit')",
         "assert k.numba_kernels() is not None",
         "from numba.core import errors",
         "str(errors.TypingError('no such overload'))",  # what numba builds while compiling
-        "assert calls == [], calls",
+        "assert colorama.calls == [], colorama.calls",
         "assert 'NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING' not in os.environ",  # put back
+        path=tmp_path,
     )
