@@ -29,9 +29,9 @@ def check_outputs_spare_inputs(
 
     `outputs` maps the option ("--cache") to the path it writes, `inputs` maps a description
     ("the model") to the path read; None entries are ignored.
-    An input that is a folder (a --data folder) also spares what the folder scan would read back
-    as data on the next run: no image or array file may be written anywhere inside it (a cache
-    or a JSON report may: the scan never reads them).
+    An input that is a folder (a --data folder) also spares what its scan would read back as
+    data on the next run, or would read differently (see `_scan_would_read`); a cache, a JSON
+    report or a file under a hidden folder may go there: the scan never reads them.
     """
     for option, out in outputs.items():
         if out is None:
@@ -41,7 +41,7 @@ def check_outputs_spare_inputs(
                 continue
             if same_file(out, path):
                 raise ConfigError(f"{option} {out}: is {what}; choose another path")
-            if Path(path).is_dir() and _reads_back(out) and _inside(out, path):
+            if Path(path).is_dir() and _scan_would_read(Path(out), Path(path)):
                 raise ConfigError(
                     f"{option} {out}: is inside {what} ({path}), which would read it back as "
                     "data; choose another path"
@@ -72,17 +72,42 @@ def model_and_weights(model: str | os.PathLike, what: str = "the model") -> dict
     return files
 
 
-def _reads_back(path: str | os.PathLike) -> bool:
-    """True for the files a data folder scan reads: images and arrays."""
+def _scan_would_read(out: Path, folder: Path) -> bool:
+    """Would the next scan of the --data `folder` (data/sources.py `_open_directory`) read the
+    file `out`, or read the folder differently because of it?
+
+    Names starting with "." are never scanned. A folder with arrays at its top is an array
+    folder: it reads those arrays only, and refuses images next to them. Any other folder is an
+    image folder, read recursively, and an array at its top would turn it into an array folder.
+    So: arrays and images directly in the folder always count; below it, images count in an
+    image folder only.
+    """
     from trtcalib.data.sources import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS
 
-    return Path(path).suffix.lower() in (*ARRAY_EXTENSIONS, *IMAGE_EXTENSIONS)
-
-
-def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    suffix = out.suffix.lower()
+    if suffix not in (*ARRAY_EXTENSIONS, *IMAGE_EXTENSIONS):
+        return False
     try:
-        return Path(path).resolve().is_relative_to(Path(folder).resolve())
-    except OSError:  # e.g. a symlink loop
+        root = folder.resolve()
+        parts = out.resolve().relative_to(root).parts
+    except (ValueError, OSError):  # not inside (or a symlink loop)
+        return False
+    if any(part.startswith(".") for part in parts):
+        return False
+    if len(parts) == 1:
+        return True
+    return suffix in IMAGE_EXTENSIONS and not _has_top_level_arrays(root)
+
+
+def _has_top_level_arrays(folder: Path) -> bool:
+    from trtcalib.data.sources import ARRAY_EXTENSIONS
+
+    try:
+        return any(
+            p.suffix.lower() in ARRAY_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+            for p in folder.iterdir()
+        )
+    except OSError:
         return False
 
 

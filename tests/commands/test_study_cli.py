@@ -61,10 +61,32 @@ def test_out_inside_a_data_folder_is_refused_before_any_work(cli, tiny, tmp_path
     folder = tmp_path / "arrays"
     folder.mkdir()
     np.save(folder / "x.npy", np.load(data)["input"])
-    r = cli("study", "batch-size", model, "--data", folder, "--batches", "2",
-            "--out", folder / "study")  # fmt: skip
+    # PNGs next to x.npy would make the next scan fail ("mixes .npy/.npz files and images")
+    r = cli("study", "batch-size", model, "--data", folder, "--batches", "2", "--out", folder)
     assert r.exit_code == 2 and "is inside the --data source" in r.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["x.npy"]
+    # a subfolder is fine: an array folder reads its top level only (`study --data .`)
+    r = cli("study", "batch-size", model, "--data", folder, "--batches", "2", "--orders", "1",
+            "--tensors", "conv1", "--out", folder / "study")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert (folder / "study" / "amax_vs_batch.png").is_file()
+
+
+def test_out_inside_an_image_folder_is_refused_only_with_plots(cli, tiny, tmp_path):
+    from PIL import Image
+
+    model, _, _ = tiny
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(images / f"{i}.png")
+    args = ("study", "batch-size", model, "--data", images, "--batches", "2", "--orders", "1",
+            "--tensors", "conv1", "--out", images / "study")  # fmt: skip
+    r = cli(*args)  # the plots would be read back as calibration images
+    assert r.exit_code == 2 and "_vs_batch.png: is inside the --data source" in r.stderr
+    r = cli(*args, "--no-plots")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in (images / "study").iterdir()) == ["results.csv", "results.json"]
 
 
 def test_default_out_dir_is_study_out_model_stem(cli, tiny, tmp_path, monkeypatch):

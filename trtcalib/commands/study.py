@@ -207,7 +207,8 @@ def batch_size(
         inputs["the --eval-data source"] = data_path(eval_data)
     if labels is not None:
         inputs["--labels"] = data_path(labels)  # FILE.npz:KEY -> FILE.npz
-    check_folder_spares_inputs("--out", out_dir, OUTPUT_NAMES, inputs)
+    written = OUTPUT_NAMES if plots else {n for n in OUTPUT_NAMES if not n.endswith(".png")}
+    check_folder_spares_inputs("--out", out_dir, sorted(written), inputs)
 
     from trtcalib.study.batch_size import run_batch_size_study
 
