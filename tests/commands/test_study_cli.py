@@ -153,6 +153,16 @@ def test_labels_add_accuracy(cli, tiny, tmp_path):
     assert (out / "accuracy_vs_batch.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_labels_out_of_the_classifier_range_are_named_in_the_error(cli, tiny, tmp_path):
+    model, data, _ = tiny
+    bad = tmp_path / "bad_labels.npy"
+    np.save(bad, np.full(12, 7))  # the model has 4 classes
+    r = cli("study", "batch-size", model, "--data", data, "--batches", "2", "--orders", "1",
+            "--labels", bad, "--no-plots", "--out", tmp_path / "out")  # fmt: skip
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.splitlines()[-1].startswith(f"error: --labels {bad}: "), r.stderr
+
+
 def _predicted_classes(model, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 

@@ -228,7 +228,13 @@ def batch_size(
             from trtcalib.model import load_model
             from trtcalib.study.accuracy import accuracy_sweep
 
-            result.accuracy = accuracy_sweep(load_model(model), eval_source, label_array, result)
+            result.accuracy = accuracy_sweep(
+                load_model(model),
+                eval_source,
+                label_array,
+                result,
+                labels_origin=f"--labels {labels}",
+            )
             result.accuracy["data"] = str(eval_data or data)
         staging = Path(tempfile.mkdtemp(prefix="trtcalib-study-png-"))
         try:

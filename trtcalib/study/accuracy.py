@@ -18,10 +18,12 @@ def accuracy_sweep(
     result: StudyResult,
     *,
     progress: bool = True,
+    labels_origin: str = "labels",
 ) -> dict[str, Any]:
     """Top-1 accuracy of the Q/DQ model for the exact reference and every (batch size, order).
 
     Settings whose scales are identical (common at large batches) are evaluated once.
+    `labels_origin` names the labels in errors (e.g. "--labels eval.npz:labels").
     """
     from trtcalib.console import make_progress
     from trtcalib.evaluate import evaluate
@@ -48,7 +50,9 @@ def accuracy_sweep(
             key = tuple(sorted(scales.items()))
             if key not in memo:
                 qdq = quantize_model(model, scales)
-                report = evaluate(model, qdq.model, source, labels, per_tensor=False)
+                report = evaluate(
+                    model, qdq.model, source, labels, per_tensor=False, labels_origin=labels_origin
+                )
                 if report.accuracy_int8 is None:
                     raise DataError(
                         "labels given but the model has no classifier-like output [N, classes]"
