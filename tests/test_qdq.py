@@ -304,7 +304,7 @@ def test_all_zero_weight_channel_gets_a_valid_scale():
 def test_folded_model_matches_original():
     model = tinymodels.mobile_block_model()
     folded, names = fold_batchnorm(model)
-    assert names == ["stem_bn", "dw_bn", "pw_bn"]
+    assert names == {"stem_bn": "stem_bn", "dw_bn": "dw_bn", "pw_bn": "pw_bn"}  # BN -> Conv output
     assert not [n for n in folded.graph.node if n.op_type == "BatchNormalization"]
     onnx.checker.check_model(folded, full_check=True)
     x = np.random.default_rng(0).normal(0, 1, (16, 3, 12, 12)).astype(np.float32)
@@ -493,13 +493,31 @@ def test_a_model_with_nothing_to_quantize_is_an_error_not_an_unchanged_copy():
         quantize_model(model, scales, exclude=["Conv", "Gemm", "Add"])
 
 
-def test_excluding_a_folded_batchnorm_names_the_fold():
+def test_excluding_a_folded_batchnorm_names_the_conv_that_absorbed_it():
     model = tinymodels.mobile_block_model()
-    bn = next(n.name for n in model.graph.node if n.op_type == "BatchNormalization")
     scales = {n: 0.05 for n in activation_names(model)}
-    for item in (bn, "BatchNormalization"):
-        with pytest.raises(ModelError, match=f"--exclude {item}: folded into its Conv"):
-            quantize_model(model, scales, exclude=[item])
+    with pytest.raises(ModelError, match=r"--exclude dw_bn: folded .*dw_bn into Conv 'dw'"):
+        quantize_model(model, scales, exclude=["dw_bn"])
+    with pytest.raises(ModelError, match=r"BatchNormalization: 3 of them .*'stem', 'dw', 'pw'"):
+        quantize_model(model, scales, exclude=["BatchNormalization"])
+    # an unnamed Conv is named by the name it gets in the quantized model
+    unnamed = onnx.ModelProto()
+    unnamed.CopyFrom(model)
+    next(n for n in unnamed.graph.node if n.name == "pw").name = ""
+    result = quantize_model(unnamed, scales)
+    pw_name = next(n.name for n in result.model.graph.node if n.output[0] == "pw_bn")
+    with pytest.raises(ModelError, match=f"pw_bn into Conv '{pw_name}'"):
+        quantize_model(unnamed, scales, exclude=["pw_bn"])
+
+
+def test_excluding_batchnorm_when_only_some_are_folded_is_an_error():
+    # dw feeds a graph output too, so dw_bn stays: excluding the op type would quietly leave
+    # the Convs of the two folded ones quantized
+    model = tinymodels.mobile_block_model()
+    model.graph.output.append(helper.make_tensor_value_info("dw", onnx.TensorProto.FLOAT, None))
+    scales = {n: 0.05 for n in activation_names(model)}
+    with pytest.raises(ModelError, match=r"BatchNormalization: 2 of them .*'stem', 'pw'"):
+        quantize_model(model, scales, exclude=["BatchNormalization"])
 
 
 def test_unknown_exclude_is_an_error():

@@ -39,11 +39,12 @@ def _foldable_conv(view: GraphView, bn: onnx.NodeProto) -> onnx.NodeProto | None
     return conv
 
 
-def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """Return a copy of `model` with every Conv -> BatchNormalization pair folded into the Conv.
 
     The folded Conv takes over the BN output name, so tensor names downstream (and their
-    calibration-cache entries) stay valid. Also returns the names of the folded BN nodes.
+    calibration-cache entries) stay valid. Also returns the folded BN nodes: {BN name: the
+    output tensor of the Conv that absorbed it} (that Conv may still be unnamed here).
     """
     folded_model = onnx.ModelProto()
     folded_model.CopyFrom(model)
@@ -54,7 +55,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         taken.update(node.input)
         taken.update(node.output)
 
-    folded: list[str] = []
+    folded: dict[str, str] = {}
     remove: list[onnx.NodeProto] = []
     for bn in list(graph.node):
         if bn.op_type != "BatchNormalization":
@@ -92,7 +93,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
             conv.input.append(b_name)
         conv.output[0] = bn.output[0]
         remove.append(bn)
-        folded.append(bn.name or bn.output[0])
+        folded[bn.name or bn.output[0]] = bn.output[0]
 
     for bn in remove:
         graph.node.remove(bn)

@@ -128,19 +128,31 @@ def _name_unnamed_nodes(graph: onnx.GraphProto) -> None:
 
 
 def resolve_exclude(
-    graph: onnx.GraphProto, exclude: Sequence[str], folded: Sequence[str] = ()
+    graph: onnx.GraphProto, exclude: Sequence[str], folded: Mapping[str, str] | None = None
 ) -> set[str]:
     """Node names matched by `exclude` (node names or op types); unknown entries are an error,
-    and so are BatchNormalization nodes `folded` into their Conv (exclude the Conv)."""
+    and so are BatchNormalization nodes `folded` into their Conv ({BN name: the Conv's output
+    tensor}, from `fold_batchnorm`): the message names the Conv to exclude instead."""
+    folded = folded or {}
     names = {node.name for node in graph.node}
     op_types = {node.op_type for node in graph.node}
+    producer = {out: node.name for node in graph.node for out in node.output}
+    convs = {bn: producer.get(tensor, tensor) for bn, tensor in folded.items()}
     gone = [item for item in exclude if item not in names and item in folded]
-    if folded and "BatchNormalization" in exclude and "BatchNormalization" not in op_types:
-        gone.append("BatchNormalization")
     if gone:
+        pairs = ", ".join(f"{bn} into Conv {convs[bn]!r}" for bn in gone)
         raise ModelError(
-            f"--exclude {', '.join(gone)}: folded into its Conv before quantizing (as TensorRT "
-            "does); exclude that Conv instead"
+            f"--exclude {', '.join(gone)}: folded before quantizing, as TensorRT does ({pairs}); "
+            "exclude that Conv instead"
+        )
+    if folded and "BatchNormalization" in exclude:
+        # a BatchNormalization left unfolded is no quantized layer: excluding only those would
+        # quietly do nothing for the folded ones
+        shown = ", ".join(repr(c) for c in list(convs.values())[:_LISTED])
+        more = f" and {len(convs) - _LISTED} more" if len(convs) > _LISTED else ""
+        raise ModelError(
+            f"--exclude BatchNormalization: {len(convs)} of them are folded into their Conv "
+            f"before quantizing, as TensorRT does; exclude those Convs instead ({shown}{more})"
         )
     unknown = [item for item in exclude if item not in names and item not in op_types]
     if unknown:
@@ -197,7 +209,7 @@ def quantize_model(
     if work is model:
         work = onnx.ModelProto()
         work.CopyFrom(model)
-    folded: list[str] = []
+    folded: dict[str, str] = {}
     if fold_bn:
         work, folded = fold_batchnorm(work)
     graph = work.graph
@@ -338,7 +350,7 @@ def quantize_model(
         missing=missing,
         skipped=skipped,
         weights=quantized_weights,
-        folded=folded,
+        folded=list(folded),
         layers=ordered_layers,
         fused_into={s.node: s.fused_into for s in sites if s.fused_into and s.node in layers},
         excluded=sorted(excluded),
