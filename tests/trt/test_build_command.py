@@ -95,6 +95,51 @@ def test_a_cpu_cache_serves_another_release_of_the_same_major(cli, workdir, no_t
     assert (workdir / CACHE).stat().st_mtime_ns == stamp
 
 
+def test_a_cache_calibrated_with_last_batch_keep_is_reused(cli, workdir, no_tensorrt):
+    """The README's flow: `calibrate` (keeps the last partial batch) then `build --data` (drops
+    it): the cache saw every sample of this data, so build reuses it instead of overwriting."""
+    args = ("--data", "calib.npz", "--batch", "8", "--no-progress")
+    assert cli("calibrate", "model.onnx", *args).exit_code == 0  # 20 samples, last 4 kept
+    before = (workdir / CACHE).read_bytes()
+    result = cli(*BUILD)
+    assert result.exit_code == 3
+    assert "calibration skipped" in result.stderr, result.stderr
+    assert "--last-batch keep on this data" in result.stderr
+    assert (workdir / CACHE).read_bytes() == before
+    # the same policy on other data is still other data
+    rng = np.random.default_rng(4)
+    np.savez(workdir / "other.npz", input=rng.normal(size=(20, 3, 8, 8)).astype(np.float32))
+    other = cli("build", "model.onnx", "--data", "other.npz", "--batch", "8", "--no-progress")
+    assert "not reusing" in other.stderr and "calibrating on the CPU" in other.stderr
+
+
+def test_a_trt_histogram_cache_is_reused(cli, workdir, no_tensorrt):
+    # build compares no histogram policy; the growth only a `trt` histogram records must not
+    # count as a parameter change either
+    args = ("--data", "calib.npz", "--batch", "8", "--last-batch", "drop", "--no-progress")
+    assert cli("calibrate", "model.onnx", *args, "--histogram", "trt").exit_code == 0
+    result = cli(*BUILD)
+    assert result.exit_code == 3 and "calibration skipped" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [(("--tensors", "input,logits"), "tensors="), (("--num-bins", "1024"), "num_bins=1024")],
+)
+def test_auto_neither_reuses_nor_overwrites_what_build_cannot_remake(
+    cli, workdir, no_tensorrt, extra, named
+):
+    args = ("--data", "calib.npz", "--batch", "8", "--last-batch", "drop", "--no-progress")
+    assert cli("calibrate", "model.onnx", *args, *extra).exit_code == 0
+    before = (workdir / CACHE).read_bytes()
+    result = cli(*BUILD)
+    assert result.exit_code == 2, result.stderr
+    line = _one_error_line(result.stderr)
+    assert "build has no option for" in line and named in line, line
+    assert (workdir / CACHE).read_bytes() == before
+    assert "calibrating" not in result.stderr
+
+
 def test_auto_reuse_reads_the_data_only_when_model_and_settings_match(
     cli, workdir, no_tensorrt, monkeypatch
 ):

@@ -108,12 +108,15 @@ def reuse_decision(
     tensor_names: Iterable[str] | None = None,
     same_release: bool = False,
     last_batch: str | None = None,
+    ignore_params: Iterable[str] = (),
 ) -> ReuseDecision:
     """Compare the cache (and its sidecar) with the current run; None arguments are not checked.
 
     `trt_version` is compared by major version (what decides the workflow), or with
     `same_release` in full: a run that will write a cache for 10.9 must not hand out one
     labelled 10.8 (whether TensorRT accepts another release's cache is not documented).
+    `ignore_params`: parameter keys not compared (e.g. `growth`, which only a `trt` histogram
+    records, where the histogram policy is not compared either).
 
     A malformed cache or corrupt sidecar raises CacheFormatError (the user must look at it); a
     sidecar that describes another cache is a reason, not an error.
@@ -159,7 +162,11 @@ def reuse_decision(
                 f"algorithm differs: cache made with {prov.algorithm!r}, now {algorithm!r}"
             )
         elif params is not None:
-            diffs = _param_differences(prov.params, params)
+            ignored = set(ignore_params)
+            diffs = _param_differences(
+                {k: v for k, v in prov.params.items() if k not in ignored},
+                {k: v for k, v in params.items() if k not in ignored},
+            )
             if diffs:
                 reasons.append("algorithm parameters differ: " + "; ".join(diffs))
         _compare(reasons, unchecked, "histogram policy", prov.histogram, histogram)

@@ -204,6 +204,7 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
         "params": settings.provenance_params(full),
         "batch_size": o.batch,
         "histogram": None,  # a CPU-made cache (any histogram policy) or TensorRT's own: both fine
+        "ignore_params": ("growth",),  # recorded by a `trt` histogram only: see histogram
         # TensorRT 11 reads no cache: only its scales go into the Q/DQ model, so a TensorRT 8/10
         # cache is as good as one with a TRT-11 header (the migration path to TensorRT 11)
         "trt_version": settings.trt_version if major <= LAST_IMPLICIT_MAJOR else None,
@@ -214,14 +215,35 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
         "last_batch": o.last_batch,  # named in the reason when the data fingerprints differ
     }
     decision = reuse_decision(path, **cheap)
+    made_with = o.last_batch
     if decision.verified and source is not None:
-        # the data (a pass over all of it) only when all else matches: a recalibration reads it
+        # the data (a pass over all of it) only when all else matches: a recalibration reads it.
+        # A cache calibrated with --last-batch keep (calibrate's default) saw every sample of
+        # this data, where TensorRT's calibration drops the last partial batch: it is the cache
+        # the user made for this build (README: calibrate on the CPU, build on the GPU host), so
+        # its data is checked under the policy it was made with.
+        made_with = decision.provenance.extra.get("last_batch") or o.last_batch
+        if made_with == "pad":  # in `params`: a pad cache matched only a pad build
+            made_with = o.last_batch
         decision = reuse_decision(
-            path, **cheap, data_fingerprint=data_fingerprint(source, o.batch, o.last_batch)
+            path,
+            **{**cheap, "last_batch": made_with},
+            data_fingerprint=data_fingerprint(source, o.batch, made_with),
         )
     if decision.verified:
         made_by = decision.provenance.extra.get("calibrated_by", "trtcalib on the CPU")
-        info(f"reusing {path}: its provenance matches (made by {made_by}): calibration skipped")
+        checked = (
+            "its provenance matches"
+            if source is not None
+            else ("its provenance matches the model and settings (data not checked: no --data)")
+        )
+        info(f"reusing {path}: {checked} (made by {made_by}): calibration skipped")
+        if made_with != o.last_batch:
+            info(
+                f"{path} was calibrated with --last-batch {made_with} on this data (every "
+                f"sample), where this build's calibration would {o.last_batch} the last partial "
+                "batch: reused as it is"
+            )
         return decision.cache
     if decision.provenance is None:
         # written by TensorRT, by another tool or edited by hand: auto can neither vouch for it
@@ -233,8 +255,33 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
             "--reuse-cache always to build from it, never to recalibrate over it, or another "
             "--cache"
         )
+    unsettable = _settings_build_cannot_make(decision.provenance.params, cheap["params"])
+    if unsettable:
+        # recalibrating with build's defaults would silently throw away a deliberate choice
+        others = [
+            r for r in decision.why_not_verified() if not r.startswith("algorithm parameters")
+        ]
+        also = f" (also: {'; '.join(others)})" if others else ""
+        raise ConfigError(
+            f"{path}: made with settings build has no option for ({'; '.join(unsettable)}), so "
+            f"--reuse-cache auto will neither reuse nor overwrite it{also}: recalibrate it with "
+            "`trtcalib calibrate`, or use --reuse-cache always to build from it, never to "
+            "recalibrate over it with build's defaults, or another --cache"
+        )
     info(f"not reusing {path}: " + "; ".join(decision.why_not_verified()))
     return None
+
+
+# calibrate options that build does not have: a cache made with them cannot be remade by build
+_CALIBRATE_ONLY_PARAMS = ("num_bins", "overrides", "tensors")
+
+
+def _settings_build_cannot_make(made: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    return [
+        f"{key}={made.get(key, '<unset>')}"
+        for key in _CALIBRATE_ONLY_PARAMS
+        if made.get(key) != now.get(key)
+    ]
 
 
 def _cpu_calibration(
