@@ -163,6 +163,30 @@ def test_labels_out_of_the_classifier_range_are_named_in_the_error(cli, tiny, tm
     assert r.stderr.splitlines()[-1].startswith(f"error: --labels {bad}: "), r.stderr
 
 
+def test_labels_of_another_npz_without_eval_data_are_refused(cli, tiny, tmp_path):
+    # eval.npz's labels would be paired with calib.npz's samples: chance accuracy, exit 0
+    model, data, labels = tiny
+    other = tmp_path / "eval.npz"
+    x = np.random.default_rng(5).normal(size=(12, 3, 8, 8)).astype(np.float32)
+    np.savez(other, input=x, labels=np.load(labels))
+    args = ("study", "batch-size", model, "--data", data, "--batches", "2", "--orders", "1",
+            "--no-plots", "--out", tmp_path / "out")  # fmt: skip
+    r = cli(*args, "--labels", other)
+    assert r.exit_code == 2 and "add --eval-data" in r.stderr, r.stderr
+    assert "capturing" not in r.stderr  # before any work
+    r = cli(*args, "--labels", other, "--eval-data", other)
+    assert r.exit_code == 0, r.stderr
+
+
+def test_tensors_too_few_for_the_qdq_accuracy_are_refused_before_any_work(cli, tiny, tmp_path):
+    model, data, labels = tiny
+    r = cli("study", "batch-size", model, "--data", data, "--batches", "2", "--orders", "1",
+            "--labels", labels, "--tensors", "input", "--no-plots",
+            "--out", tmp_path / "out")  # fmt: skip
+    assert r.exit_code == 2 and "--tensors with --labels" in r.stderr, r.stderr
+    assert "capturing" not in r.stderr
+
+
 def _predicted_classes(model, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 

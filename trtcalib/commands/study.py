@@ -215,6 +215,8 @@ def batch_size(
     label_array = eval_source = None
     if eval_data is not None and labels is None:
         raise ConfigError("--eval-data needs --labels (the accuracy is measured on it)")
+    if labels is not None and names is not None:
+        _check_tensors_cover_qdq(model, names)
     if labels is not None:
         # checked before the long capture: a wrong labels file fails in a second
         label_array, eval_source = _labels_and_source(model, labels, eval_data, data, options)
@@ -255,8 +257,11 @@ def _labels_and_source(model_path: Path, labels: str, eval_data: str | None, dat
     from trtcalib.evaluate import load_labels, select_labels
     from trtcalib.model import input_specs, load_model
 
+    specs = input_specs(load_model(model_path))
+    if eval_data is None:
+        _refuse_labels_of_other_samples(labels, data, [s.name for s in specs])
     spec, spec_options = (data, options) if eval_data is None else (eval_data, DataOptions())
-    source = open_source(spec, input_specs(load_model(model_path)), spec_options)
+    source = open_source(spec, specs, spec_options)
     label_array = select_labels(load_labels(labels), source, origin=f"--labels {labels}")
     return label_array, source
 
@@ -420,3 +425,46 @@ def _scenario_output(report: dict, staging: Path, out: Path) -> None:
     console.print(f"wrote {out / 'scenarios.json'}")
     for png in pngs:
         console.print(f"wrote {_move_into(png, out)}")
+
+
+def _refuse_labels_of_other_samples(labels: str, data: str, input_names: list[str]) -> None:
+    """`--labels eval.npz` without `--eval-data`: the accuracy would pair --data's samples with
+    the labels of eval.npz's own samples (chance accuracy, no error: the counts may match)."""
+    import numpy as np
+
+    from trtcalib.errors import ConfigError
+    from trtcalib.paths import data_path, same_file
+
+    path = data_path(labels)  # FILE.npz:KEY -> FILE.npz
+    if path.suffix.lower() != ".npz" or not path.is_file() or same_file(path, data_path(data)):
+        return
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            held = [name for name in input_names if name in archive.files]
+    except (OSError, ValueError):
+        return  # load_labels reports a broken file
+    if held:
+        raise ConfigError(
+            f"--labels {labels}: that file holds samples of its own ({', '.join(held)}), but "
+            f"without --eval-data the accuracy is measured on --data {data}: add --eval-data "
+            f"{path} to measure on its samples, or give the labels of --data's samples"
+        )
+
+
+def _check_tensors_cover_qdq(model_path: Path, names: tuple[str, ...]) -> None:
+    """--labels runs the whole Q/DQ model: --tensors must give it enough activation scales
+    (checked before the capture, with placeholder scales)."""
+    from trtcalib.errors import ConfigError
+    from trtcalib.model import load_model
+    from trtcalib.qdq import quantize_model
+    from trtcalib.qdq.quantize import CacheMismatchError
+
+    try:
+        quantize_model(load_model(model_path), {name: 1.0 for name in names})
+    except CacheMismatchError as exc:
+        detail = str(exc).split("; unmatched: ", 1)[-1].split(" (", 1)[0]
+        raise ConfigError(
+            f"--tensors with --labels: the accuracy runs the whole Q/DQ model, which needs the "
+            f"activations its quantized layers read; the studied tensors miss {detail}: add "
+            "them to --tensors, or drop --tensors"
+        ) from exc
