@@ -130,7 +130,7 @@ Growth = option(
     str | None,
     "--growth",
     help="How --histogram trt grows its range when a later batch exceeds it: pow2 (double until "
-    "it fits) or square (the range squared, 2.4 -> 5.76). Default: pow2.",
+    "it fits) or square (the new max squared: 2.4 after 1.54 gives 5.76). Default: pow2.",
     panel=CALIBRATION,
 )
 NumBins = option(

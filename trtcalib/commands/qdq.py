@@ -61,14 +61,14 @@ SensitivityOpt = common.option(
     panel=SENSITIVITY_PANEL,
 )
 SensitivityModeOpt = common.option(
-    str,
+    str | None,
     "--sensitivity-mode",
     help="'only': quantize one layer at a time, rest float; 'skip': quantize all but one "
     "layer. Default: only.",
     panel=SENSITIVITY_PANEL,
 )
 SensitivitySamplesOpt = common.option(
-    int,
+    int | None,
     "--sensitivity-samples",
     help="Samples used for each sensitivity run (one run per layer). Default: 512.",
     panel=SENSITIVITY_PANEL,
@@ -362,8 +362,8 @@ def eval_command(
     allow_partial: AllowPartialOpt = False,
     batch: common.Batch = None,
     sensitivity: SensitivityOpt = False,
-    sensitivity_mode: SensitivityModeOpt = "only",
-    sensitivity_samples: SensitivitySamplesOpt = 512,
+    sensitivity_mode: SensitivityModeOpt = None,
+    sensitivity_samples: SensitivitySamplesOpt = None,
     top: TopOpt = 10,
     json_out: common.JsonReport = None,
     progress: common.Progress = True,
@@ -385,6 +385,16 @@ def eval_command(
 
     show_progress = progress  # `progress` also names the bars' callbacks below
 
+    if not sensitivity:
+        # given alone, they would be ignored without a word
+        for option, value in (
+            ("--sensitivity-mode", sensitivity_mode),
+            ("--sensitivity-samples", sensitivity_samples),
+        ):
+            if value is not None:
+                raise ConfigError(f"{option}: only applies with --sensitivity")
+    sensitivity_mode = sensitivity_mode or "only"
+    sensitivity_samples = 512 if sensitivity_samples is None else sensitivity_samples
     if sensitivity_mode not in SENSITIVITY_MODES:
         raise ConfigError(
             f"--sensitivity-mode must be one of {', '.join(SENSITIVITY_MODES)}, "
