@@ -295,7 +295,13 @@ def test_reuse_always_takes_any_parseable_cache(cli, work):
     r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache",
             "--reuse-cache", "always")  # fmt: skip
     assert r.exit_code == 0 and "reusing" in r.stderr
+    assert "none of its" not in r.stderr  # "input" is the model's
     assert (work / "c.cache").read_text() == "TRT-8601-MinMaxCalibration\ninput: 3c010204\n"
+    # unchecked, but one sharing no tensor with the model is pointed out
+    (work / "other.cache").write_text("TRT-8601-MinMaxCalibration\nfoo: 3c010204\n")
+    r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "other.cache",
+            "--reuse-cache", "always")  # fmt: skip
+    assert r.exit_code == 0 and "warning: other.cache: none of its 1 tensors is in" in r.stderr
     # auto neither reuses nor replaces a cache without sidecar: replacing it takes `never`
     r = cli("calibrate", "conv.onnx", "--data", "calib.npz", "--cache", "c.cache",
             "--reuse-cache", "never")  # fmt: skip

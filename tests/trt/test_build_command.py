@@ -278,6 +278,14 @@ def test_reuse_always_refuses_a_cache_of_another_algorithm(cli, workdir, no_tens
     assert "MinMaxCalibration" in _one_error_line(result.stderr)
 
 
+def test_reuse_always_warns_about_a_cache_of_another_model(cli, workdir, no_tensorrt):
+    (workdir / "other.cache").write_text("TRT-101601-EntropyCalibration2\nfoo: 3c010204\n")
+    args = ("build", "model.onnx", "--batch", "8", "--reuse-cache", "always", "--no-progress")
+    result = cli(*args, "--cache", "other.cache")
+    assert result.exit_code == 3
+    assert "warning: other.cache: none of its 1 tensors is in the model" in result.stderr
+
+
 @pytest.fixture
 def tensorrt_8(monkeypatch):
     """This process 'has' TensorRT 8.6 bindings that load (no such wheel installs here)."""

@@ -26,7 +26,12 @@ from trtcalib.cache.io import (
     write_cache,
 )
 from trtcalib.cache.provenance import Provenance, TensorRecord
-from trtcalib.cache.reuse import ReuseDecision, reuse_decision, trt_algorithm_name
+from trtcalib.cache.reuse import (
+    ReuseDecision,
+    foreign_cache_warning,
+    reuse_decision,
+    trt_algorithm_name,
+)
 
 __all__ = [
     "DEFAULT_TRT_VERSION",
@@ -45,6 +50,7 @@ __all__ = [
     "read_cache",
     "read_provenance",
     "reuse_decision",
+    "foreign_cache_warning",
     "scale_to_hex",
     "sidecar_path",
     "trt_algorithm_name",

@@ -227,3 +227,21 @@ def missing_tensors_reason(missing: list[str]) -> str:
     if len(missing) > 5:
         shown += f" and {len(missing) - 5} more"
     return f"tensors missing from the cache ({len(missing)}): {shown}"
+
+
+def foreign_cache_warning(
+    cache: CalibrationCache, path: str | os.PathLike, model: Any
+) -> str | None:
+    """A warning when none of the cache's tensors is an input or node output of `model` (an
+    onnx.ModelProto): `--reuse-cache always` takes it unchecked, but a cache made for another
+    model would give TensorRT no scale at all. Some misses are normal (TensorRT names its own
+    layers' outputs), so only a cache without a single match is reported."""
+    graph = model.graph
+    names = {value.name for value in graph.input}
+    names.update(out for node in graph.node for out in node.output)
+    if not cache.scales or any(name in names for name in cache.scales):
+        return None
+    return (
+        f"{path}: none of its {len(cache.scales)} tensors is in the model (made for another "
+        "model?); TensorRT will find no scale in it"
+    )

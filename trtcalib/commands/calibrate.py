@@ -177,8 +177,8 @@ def _check_cache_spares_inputs(
 
 def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
     """True when the existing cache is reused (and summarised); False to recalibrate."""
-    from trtcalib.cache import read_cache, reuse_decision
-    from trtcalib.console import info
+    from trtcalib.cache import foreign_cache_warning, read_cache, reuse_decision
+    from trtcalib.console import info, warn
     from trtcalib.errors import CacheFormatError, ConfigError
 
     hint = "; use --reuse-cache never to overwrite it"
@@ -188,6 +188,9 @@ def _try_reuse(path: Path, mode: str, onnx_model, source, settings) -> bool:
         except CacheFormatError as exc:
             raise CacheFormatError(f"{exc}{hint}") from None
         info(f"reusing {path} without checks (--reuse-cache always)")
+        foreign = foreign_cache_warning(cache, path, onnx_model)
+        if foreign:
+            warn(foreign)
         _summary(cache.amax, cache, path, reused=True)
         return True
 

@@ -179,7 +179,12 @@ def finish_command(o: BuildOptions, major: int, cache: Path, engine: Path) -> st
 
 def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: Any, major: int):
     """The cache to reuse, or None (after saying why)."""
-    from trtcalib.cache import read_cache, reuse_decision, trt_algorithm_name
+    from trtcalib.cache import (
+        foreign_cache_warning,
+        read_cache,
+        reuse_decision,
+        trt_algorithm_name,
+    )
 
     if o.reuse_cache == "never" or not path.exists():
         return None
@@ -193,6 +198,9 @@ def _reusable(o: BuildOptions, path: Path, model: Any, source: Any, settings: An
                 "--reuse-cache never"
             )
         info(f"reusing {path} without checks (--reuse-cache always): calibration skipped")
+        foreign = foreign_cache_warning(cache, path, model)
+        if foreign:
+            warn(foreign)
         return cache
     from trtcalib.calibrate import data_fingerprint
     from trtcalib.fingerprint import model_fingerprint
