@@ -438,6 +438,20 @@ def test_convert_json_scale_only(cli, tmp_path):
     assert out.read_bytes() == b"TRT-8601-MinMaxCalibration\nx: 3f000000\ny: 7f800000\n"
 
 
+def test_convert_json_without_algorithm_takes_the_option(cli, tmp_path):
+    # hand-written scales: --algorithm fills the header as --trt-version fills the version
+    src = tmp_path / "s.json"
+    src.write_text(json.dumps({"tensors": {"x": {"scale": 0.5}}}))
+    out = tmp_path / "s.cache"
+    args = ("cache", "convert", src, "--to", "cache", "-o", out, "--trt-version", "10.16.1")
+    result = cli(*args)
+    assert_one_line_error(result, "no 'algorithm'", "--algorithm")
+    assert not out.exists()
+    result = cli(*args, "--algorithm", "minmax")
+    assert result.exit_code == 0, result.stderr
+    assert out.read_bytes() == b"TRT-101601-MinMaxCalibration\nx: 3f000000\n"
+
+
 @pytest.mark.parametrize(
     ("content", "args", "words"),
     [

@@ -53,8 +53,13 @@ def cache_to_csv(cache: CalibrationCache) -> str:
     return out.getvalue()
 
 
-def cache_from_json(text: str | bytes, source: str = "<json>") -> CalibrationCache:
-    """Inverse of cache_to_json. Problems raise CacheFormatError naming `source`."""
+def cache_from_json(
+    text: str | bytes, source: str = "<json>", algorithm: str | None = None
+) -> CalibrationCache:
+    """Inverse of cache_to_json. Problems raise CacheFormatError naming `source`.
+
+    `algorithm` (a header name such as "MinMaxCalibration") replaces the file's, which may then
+    be missing or null."""
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -64,9 +69,14 @@ def cache_from_json(text: str | bytes, source: str = "<json>") -> CalibrationCac
             f"{source}: expected an object with 'trt_version', 'algorithm' and 'tensors' "
             "(as printed by `trtcalib cache show --json`)"
         )
-    algorithm = data.get("algorithm")
-    if not isinstance(algorithm, str):
+    given = data.get("algorithm")
+    if given is not None and not isinstance(given, str):
         raise CacheFormatError(f"{source}: 'algorithm' must be a string")
+    algorithm = algorithm or given
+    if algorithm is None:
+        raise CacheFormatError(
+            f"{source}: no 'algorithm'; pass --algorithm (e.g. EntropyCalibration2)"
+        )
     version = data.get("trt_version")
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise CacheFormatError(f"{source}: 'trt_version' must be an integer or null")

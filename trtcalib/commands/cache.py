@@ -496,16 +496,7 @@ def convert_command(
             )
         if output.is_dir():
             raise ConfigError(f"--output {output}: is a directory")
-    data = read_checked_bytes(Path(source), "calibration cache or JSON file")
-    if data.lstrip()[:1] == b"{":
-        cache = cache_from_json(data, source=str(source))
-    else:
-        cache = parse_cache(data, source=str(source))
-    if trt_version is not None:
-        try:
-            cache.trt_version = encode_trt_version(trt_version)
-        except ValueError as exc:
-            raise ConfigError(f"--trt-version: {exc}") from None
+    known = None  # --algorithm as a header name, checked before the input is read
     if algorithm is not None:
         import re
 
@@ -517,6 +508,17 @@ def convert_command(
                 f"--algorithm {algorithm!r}: not a TensorRT calibration algorithm (e.g. "
                 "EntropyCalibration2, MinMaxCalibration); TensorRT would ignore the cache"
             )
+    data = read_checked_bytes(Path(source), "calibration cache or JSON file")
+    if data.lstrip()[:1] == b"{":
+        cache = cache_from_json(data, source=str(source), algorithm=known)
+    else:
+        cache = parse_cache(data, source=str(source))
+    if trt_version is not None:
+        try:
+            cache.trt_version = encode_trt_version(trt_version)
+        except ValueError as exc:
+            raise ConfigError(f"--trt-version: {exc}") from None
+    if known is not None:
         cache.algorithm = known
     if kind == "cache":
         if cache.trt_version is None:
