@@ -151,11 +151,12 @@ def test_symbolic_dim_free_and_none_dim(tmp_path):
     assert read_all(src)["x"].shape == (3, 9)
 
 
-def test_int_into_float_cast_with_note(tmp_path, capsys):
+def test_int_into_float_cast_with_a_warning(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.arange(2 * 48, dtype=np.uint8).reshape(2, 3, 4, 4))
     got = read_all(open_source(tmp_path / "x.npy", one_input()))["input"]
     assert got.dtype == np.float32 and got[1, 2, 3, 3] == 95.0
-    assert "cast to float32" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: " in err and "cast to float32 as it is, without scaling" in err
 
 
 def test_int_inputs_take_ints_and_check_range(tmp_path):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trtcalib.console import info, warn
+from trtcalib.console import warn
 from trtcalib.errors import DataError
 from trtcalib.model import InputSpec
 
@@ -111,7 +111,14 @@ class InputChecker:
         if target.kind == "f":
             if dtype.kind in "iub" and spec.name not in self._noted:
                 self._noted.add(spec.name)
-                info(f"note: {where}: input '{spec.name}' integer data ({dtype}) cast to {target}")
+                # often uint8 pixels for a model that expects normalised input: the scales
+                # would then be those of 0..255 (say so, it is not an error: some models
+                # normalise inside)
+                warn(
+                    f"{where}: input '{spec.name}' integer data ({dtype}) cast to {target} as "
+                    "it is, without scaling; if the model expects normalised input, prepare the "
+                    "arrays (or use an image folder with --scale/--mean/--std)"
+                )
             if dtype.kind in "fiub":
                 return target
         elif target.kind in "iu":
