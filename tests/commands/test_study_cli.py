@@ -176,6 +176,9 @@ def test_labels_of_another_npz_without_eval_data_are_refused(cli, tiny, tmp_path
     assert "capturing" not in r.stderr  # before any work
     r = cli(*args, "--labels", other, "--eval-data", other)
     assert r.exit_code == 0, r.stderr
+    # as in eval and compare, an --eval-data .npz brings its 'labels' array
+    r = cli(*args, "--eval-data", other)
+    assert r.exit_code == 0 and f"labels: the 'labels' array of {other}" in r.stderr, r.stderr
 
 
 def test_tensors_too_few_for_the_qdq_accuracy_are_refused_before_any_work(cli, tiny, tmp_path):
@@ -258,7 +261,7 @@ def test_a_rerun_removes_outputs_it_no_longer_makes(cli, tiny, tmp_path):
         (["--top", "0"], "--top"),
         (["--labels", "missing.npy"], "missing.npy"),
         (["--labels", "WRONG"], "labels"),
-        (["--eval-data", "DATA"], "--eval-data needs --labels"),
+        (["--eval-data", "DATA"], "no 'labels' array in it: give --labels"),
     ],
 )
 def test_bad_inputs_one_line_error_nothing_written(cli, tiny, tmp_path, args, needle):

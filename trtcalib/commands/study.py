@@ -104,8 +104,8 @@ def batch_size(
         str | None,
         typer.Option(
             "--eval-data",
-            help="Data the --labels belong to, for the accuracy (same formats as --data). "
-            "Default: --data itself.",
+            help="Data the --labels belong to, for the accuracy (same formats as --data); "
+            "an .npz with a 'labels' array needs no --labels. Default: --data itself.",
             show_default=False,
         ),
     ] = None,
@@ -214,7 +214,16 @@ def batch_size(
 
     label_array = eval_source = None
     if eval_data is not None and labels is None:
-        raise ConfigError("--eval-data needs --labels (the accuracy is measured on it)")
+        from trtcalib.evaluate import labels_from_data
+
+        # as eval and compare do: an .npz with a 'labels' array brings its own
+        if labels_from_data(eval_data) is None:
+            raise ConfigError(
+                f"--eval-data {eval_data}: no 'labels' array in it: give --labels (the accuracy "
+                "is measured on it)"
+            )
+        labels = f"{eval_data}:labels"
+        info(f"labels: the 'labels' array of {eval_data}")
     if labels is not None and names is not None:
         _check_tensors_cover_qdq(model, names)
     if labels is not None:
