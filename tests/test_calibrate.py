@@ -14,6 +14,7 @@ from trtcalib.calibrate import (
     CalibrationSettings,
     calibrate,
     collect_statistics,
+    collection_key,
     data_fingerprint,
     planned_tensors,
     widest_and_narrowest,
@@ -570,3 +571,36 @@ def test_file_sources_are_read_ahead_and_give_the_same_statistics(tmp_path, monk
     assert ahead.data_fingerprint == in_turn.data_fingerprint
     for name, want in in_turn.stats.items():
         assert ahead.stats[name].counts.tobytes() == want.counts.tobytes(), name
+
+
+@pytest.mark.parametrize("histogram", ["exact", "trt"])
+def test_calibrators_sharing_one_collection_give_their_own_caches(conv_data, histogram):
+    """compare collects once per histogram setting: every calibrator's cache and provenance are
+    then those of its own calibration, byte for byte."""
+    model, _, source = conv_data
+    settings = {
+        name: CalibrationSettings(name, batch_size=8, histogram=histogram)
+        for name in ("entropy", "minmax", "percentile", "mse")
+    }
+    shared = collect_statistics(model, source, settings["entropy"], progress=False)
+    for name, s in settings.items():
+        alone = calibrate(model, source, s, progress=False, warnings=False)
+        reused = calibrate(model, source, s, progress=False, warnings=False, statistics=shared)
+        assert reused.cache.to_bytes() == alone.cache.to_bytes(), name
+        a, b = alone.provenance.to_json_dict(), reused.provenance.to_json_dict()
+        a.pop("created"), b.pop("created")
+        assert a == b, name
+
+
+def test_statistics_of_other_settings_are_refused(conv_data):
+    model, _, source = conv_data
+    shared = collect_statistics(model, source, CalibrationSettings(batch_size=8), progress=False)
+    assert shared.key == collection_key(CalibrationSettings("minmax", batch_size=8))
+    for other in (
+        CalibrationSettings(batch_size=4),
+        CalibrationSettings(batch_size=8, histogram="trt"),
+        CalibrationSettings(batch_size=8, tensors=["input"]),
+        CalibrationSettings(batch_size=8, last_batch="drop"),
+    ):
+        with pytest.raises(ValueError, match="collection_key"):
+            calibrate(model, source, other, progress=False, statistics=shared)

@@ -132,6 +132,24 @@ class Collected:
     num_batches: int
     skipped: list[str] = field(default_factory=list)
     settings: dict[str, TensorSettings] = field(default_factory=dict)
+    key: tuple | None = None  # collection_key of the settings they were collected under
+
+
+def collection_key(settings: CalibrationSettings) -> tuple | None:
+    """What collected statistics depend on besides model and data: settings with equal keys
+    (e.g. entropy and minmax, same batch and histogram) can share one collection. None with
+    overrides, which decide per tensor what is collected at all."""
+    if settings.overrides is not None and settings.overrides.entries:
+        return None
+    tensors = None if settings.tensors is None else tuple(sorted(set(settings.tensors)))
+    return (
+        settings.batch_size,
+        settings.histogram,
+        settings.growth if settings.histogram == "trt" else None,
+        settings.num_bins,
+        tensors,
+        settings.last_batch,
+    )
 
 
 @dataclass
@@ -259,7 +277,13 @@ def collect_statistics(
             source = results[root]
             stats[name] = dataclasses.replace(source, name=name, counts=source.counts.copy())
     return Collected(
-        stats, fingerprint.hexdigest(), num_samples, num_batches, skipped, tensor_settings
+        stats,
+        fingerprint.hexdigest(),
+        num_samples,
+        num_batches,
+        skipped,
+        tensor_settings,
+        collection_key(settings),
     )
 
 
@@ -448,11 +472,14 @@ def calibrate(
     progress: bool = True,
     *,
     warnings: bool = True,
+    statistics: Collected | None = None,
 ) -> CalibrationResult:
     """Calibrate `model_path` on `source`: the cache (not written) and its provenance.
 
     `warnings`: print one line per tensor with NaN/Inf activations or an amax of 0 despite
-    non-zero values, and per override entry that matches no tensor."""
+    non-zero values, and per override entry that matches no tensor. `statistics`: what
+    `collect_statistics` gave for `source` under settings with the same `collection_key`
+    (another calibrator on the same histograms: no second pass over the data)."""
     from trtcalib.console import info
     from trtcalib.fingerprint import model_fingerprint
     from trtcalib.model import input_specs
@@ -463,7 +490,15 @@ def calibrate(
     warm_up_in_background(notify=info if progress else None)
     model = _as_model(model_path)
     model_fp = model_fingerprint(model)
-    collected = collect_statistics(model, source, settings, progress=progress)
+    if statistics is None:
+        collected = collect_statistics(model, source, settings, progress=progress)
+    else:
+        key = collection_key(settings)
+        if key is None or key != statistics.key:
+            raise ValueError("statistics collected under other settings (see collection_key)")
+        params = settings.check()
+        resolved = resolve_tensor_settings(statistics.settings, settings, params)
+        collected = dataclasses.replace(statistics, settings=resolved)
     if warnings:
         from trtcalib.console import warn
 

@@ -363,6 +363,21 @@ def test_compare_runs_each_calibrator_in_one_table(cli, files):
     assert tensors["input"]["clipped"] == 0.0
 
 
+def test_compare_reads_the_calibration_data_once(cli, files, monkeypatch):
+    # the calibrators share one histogram pass (same batch and policy): one capture per batch
+    from trtcalib.capture import ActivationCapture
+
+    runs = []
+    real = ActivationCapture.run
+    monkeypatch.setattr(ActivationCapture, "run", lambda self, a: runs.append(1) or real(self, a))
+    result = cli(
+        "compare", files["model"], "-d", files["plain"], "--calibrators", "entropy,minmax,mse",
+        "--eval-data", files["data"], "-b", "8", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert len(runs) == -(-len(np.load(files["plain"])["input"]) // 8)
+
+
 def test_compare_without_eval_data_warns(cli, files):
     result = cli("compare", files["model"], "-d", files["plain"], "--calibrators", "minmax")
     assert result.exit_code == 0, result.stderr

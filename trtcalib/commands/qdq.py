@@ -526,7 +526,7 @@ def compare_command(
     """
     from rich.table import Table
 
-    from trtcalib.calibrate import calibrate
+    from trtcalib.calibrate import Collected, calibrate, collect_statistics, collection_key
     from trtcalib.console import console, make_progress, warn
     from trtcalib.evaluate import evaluate
     from trtcalib.model import load_model
@@ -560,8 +560,20 @@ def compare_command(
         )
 
     rows = []
+    collected: dict[tuple, Collected] = {}  # one pass over the data per histogram setting
     for name in names:
-        calibrated = calibrate(fp32, calib_source, settings[name], progress=show_progress)
+        key = collection_key(settings[name])
+        if key is not None and key not in collected:
+            collected[key] = collect_statistics(
+                fp32, calib_source, settings[name], progress=show_progress
+            )
+        calibrated = calibrate(
+            fp32,
+            calib_source,
+            settings[name],
+            progress=show_progress,
+            statistics=collected.get(key) if key is not None else None,
+        )
         result = quantize_model(fp32, dict(calibrated.cache.scales), exclude or ())
         with make_progress(enabled=show_progress) as bar:
             task = bar.add_task(f"evaluating {name}", total=eval_source.num_samples)
